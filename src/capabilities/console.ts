@@ -1,0 +1,74 @@
+import { z } from 'zod';
+
+import type { Capability, ConsoleLevel } from './capability.ts';
+
+const settings = z
+  .strictObject({
+    maxLines: z.number().int().min(1).max(10_000).default(100),
+    maxBytes: z.number().int().min(64).max(1_048_576).default(16_384),
+  })
+  .default({ maxLines: 100, maxBytes: 16_384 });
+
+type ConsoleSettings = z.infer<typeof settings>;
+
+const LEVELS: Record<string, ConsoleLevel> = {
+  log: 'info',
+  info: 'info',
+  debug: 'debug',
+  warn: 'warn',
+  error: 'error',
+};
+
+/**
+ * `console.log/info/debug/warn/error` into the worker's log, with the task's
+ * context. Arguments are formatted inside the isolate so only one string
+ * crosses; the host caps lines and bytes per execution.
+ */
+export const consoleCapability: Capability<ConsoleSettings> = {
+  name: 'console',
+  settings,
+  isolateShim: `(call) => {
+    const format = (value) => {
+      if (typeof value === 'string') return value;
+      try {
+        const text = JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? String(v) : v));
+        return text === undefined ? String(value) : text;
+      } catch {
+        return String(value);
+      }
+    };
+    const writer = (method) => (...args) => { call(method, args.map(format).join(' ')); };
+    return Object.freeze({
+      log: writer('log'), info: writer('info'), debug: writer('debug'),
+      warn: writer('warn'), error: writer('error'),
+    });
+  }`,
+
+  createHost(config, context) {
+    let lines = 0;
+    let bytes = 0;
+    let truncated = false;
+
+    return {
+      call(method, args) {
+        const level = LEVELS[method];
+        const text = args[0];
+        if (level === undefined || typeof text !== 'string') {
+          throw new TypeError(`console.${method} is not a console method`);
+        }
+        if (truncated) return undefined;
+
+        const size = Buffer.byteLength(text);
+        if (lines + 1 > config.maxLines || bytes + size > config.maxBytes) {
+          truncated = true;
+          context.log('warn', `[console output truncated at ${config.maxLines} lines / ${config.maxBytes} bytes]`);
+          return undefined;
+        }
+        lines += 1;
+        bytes += size;
+        context.log(level, text);
+        return undefined;
+      },
+    };
+  },
+};

@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+
+import ivm from 'isolated-vm';
+
+const PRELUDE_SOURCE = readFileSync(new URL('./prelude.isolate.js', import.meta.url), 'utf8');
+export const PRELUDE_FILENAME = 'sandbox-prelude.js';
+
+/** An isolate and what is compiled into it once. */
+export interface PooledIsolate {
+  readonly isolate: ivm.Isolate;
+  readonly memoryMb: number;
+  readonly prelude: ivm.Script;
+  tasks: number;
+}
+
+export interface IsolatePoolOptions {
+  /** Idle isolates kept per memory limit. */
+  readonly maxIdle: number;
+  /** An isolate is replaced after this many tasks, so that a slow leak cannot build up. */
+  readonly maxTasksPerIsolate: number;
+}
+
+/**
+ * Reuses isolates between tasks of the same memory limit. Each task still
+ * gets a fresh context (its own global object), so no script state survives
+ * from one task to the next; reusing the isolate saves its start-up and the
+ * prelude's compilation. An isolate that hit a limit is never reused.
+ */
+export class IsolatePool {
+  private readonly idle = new Map<number, PooledIsolate[]>();
+  private readonly options: IsolatePoolOptions;
+
+  constructor(options: IsolatePoolOptions) {
+    this.options = options;
+  }
+
+  async acquire(memoryMb: number): Promise<PooledIsolate> {
+    const list = this.idle.get(memoryMb);
+    while (list && list.length > 0) {
+      const pooled = list.pop()!;
+      if (!pooled.isolate.isDisposed) return pooled;
+    }
+    const isolate = new ivm.Isolate({ memoryLimit: memoryMb });
+    const prelude = await isolate.compileScript(PRELUDE_SOURCE, { filename: PRELUDE_FILENAME });
+    return { isolate, memoryMb, prelude, tasks: 0 };
+  }
+
+  release(pooled: PooledIsolate, reusable: boolean): void {
+    pooled.tasks += 1;
+    const list = this.idle.get(pooled.memoryMb) ?? [];
+    const keep =
+      reusable &&
+      !pooled.isolate.isDisposed &&
+      pooled.tasks < this.options.maxTasksPerIsolate &&
+      list.length < this.options.maxIdle;
+    if (!keep) {
+      if (!pooled.isolate.isDisposed) pooled.isolate.dispose();
+      return;
+    }
+    list.push(pooled);
+    this.idle.set(pooled.memoryMb, list);
+  }
+
+  dispose(): void {
+    for (const list of this.idle.values()) {
+      for (const pooled of list) if (!pooled.isolate.isDisposed) pooled.isolate.dispose();
+    }
+    this.idle.clear();
+  }
+}

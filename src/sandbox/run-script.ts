@@ -1,0 +1,188 @@
+import ivm from 'isolated-vm';
+
+import { CapabilityRefusal, type CapabilityHost } from '../capabilities/capability.ts';
+import { BLOCKED_CAPABILITY_LABELS, CAPABILITIES, trapsFor } from '../capabilities/registry.ts';
+import { secretsCapability } from '../capabilities/secrets.ts';
+import { errorMessage } from '../errors.ts';
+import { ExecutionGuard } from './guard.ts';
+import type { IsolatePool } from './isolate-pool.ts';
+import type { ExecutionEvent, ScriptJob } from './job.ts';
+import { isolateOutcomeSchema, type ScriptOutcome } from './outcome.ts';
+import { Redactor } from './redact.ts';
+
+type Envelope = { value: unknown } | { refused: string } | { error: string };
+
+const KNOWN_LABELS = new Set(BLOCKED_CAPABILITY_LABELS);
+
+/**
+ * Runs one script in a fresh context of a pooled isolate, under the job's
+ * limits, and returns its outcome. Never throws for anything the script does;
+ * throws only when the sandbox itself is broken.
+ */
+export async function runScript(
+  job: ScriptJob,
+  pool: IsolatePool,
+  emit: (event: ExecutionEvent) => void,
+): Promise<ScriptOutcome> {
+  const inputJson = buildInput(job);
+  if (inputJson === undefined) {
+    return {
+      kind: 'rejected',
+      code: 'SCRIPT_INPUT_TOO_LARGE',
+      message: `the task's variables are over the policy's input limit of ${job.limits.inputBytes} bytes`,
+    };
+  }
+
+  const aborter = new AbortController();
+  const redactor = new Redactor();
+  const hosts = createHosts(job, aborter.signal, (level, text) =>
+    emit({ kind: 'console', level, text: redactor.redact(text) }),
+  );
+  const pooled = await pool.acquire(job.limits.memoryMb);
+  const { isolate } = pooled;
+  let context: ivm.Context | undefined;
+  let reusable = false;
+  const guard = new ExecutionGuard(isolate, job.limits.wallMs, job.limits.cpuMs);
+
+  try {
+    // Script state lives in the context: a fresh one per task.
+    context = await isolate.createContext();
+    const install = await pooled.prelude.run(context, { reference: true });
+    const run = await install.apply(
+      undefined,
+      [...hostCallbacks(hosts, redactor, emit), inputJson],
+      { result: { reference: true } },
+    );
+    const text = await run.apply(undefined, [job.source, job.filename], {
+      result: { promise: true, copy: true },
+    });
+    reusable = true;
+    return redactor.redactOutcome(parseOutcome(text, job.limits.outputBytes));
+  } catch (err) {
+    if (guard.breach) return { kind: 'timeout', limit: guard.breach.limit, limitMs: guard.breach.limitMs };
+    if (isolate.isDisposed || /memory limit/i.test(errorMessage(err))) {
+      return { kind: 'memoryLimit', limitMb: job.limits.memoryMb };
+    }
+    throw err;
+  } finally {
+    guard[Symbol.dispose]();
+    aborter.abort();
+    for (const host of hosts.values()) host.dispose?.();
+    if (context && !isolate.isDisposed) context.release();
+    pool.release(pooled, reusable && !guard.breach);
+  }
+}
+
+function buildInput(job: ScriptJob): string | undefined {
+  const variablesJson = JSON.stringify(job.variables);
+  if (Buffer.byteLength(variablesJson) > job.limits.inputBytes) return undefined;
+
+  const granted = new Set(Object.keys(job.capabilities));
+  const shims: Record<string, string> = {};
+  for (const name of granted) {
+    const capability = CAPABILITIES.get(name);
+    if (capability) shims[name] = capability.isolateShim;
+  }
+
+  return JSON.stringify({
+    variables: job.variables,
+    meta: { ...job.meta, policy: job.policy, outputLimit: job.limits.outputBytes },
+    traps: trapsFor(granted),
+    capabilities: shims,
+    capabilityNames: Object.fromEntries([...CAPABILITIES.keys()].map((name) => [name, true])),
+  });
+}
+
+function createHosts(
+  job: ScriptJob,
+  signal: AbortSignal,
+  log: (level: 'debug' | 'info' | 'warn' | 'error', text: string) => void,
+): Map<string, CapabilityHost> {
+  const hosts = new Map<string, CapabilityHost>();
+  for (const [name, settings] of Object.entries(job.capabilities)) {
+    const capability = CAPABILITIES.get(name);
+    if (!capability) continue;
+    const context = { taskId: job.taskId, topic: job.topic, policy: job.policy, log, signal };
+    hosts.set(name, capability.createHost(settings, context));
+  }
+  return hosts;
+}
+
+/** The three callbacks the prelude receives. Arguments and results are copies. */
+function hostCallbacks(
+  hosts: Map<string, CapabilityHost>,
+  redactor: Redactor,
+  emit: (event: ExecutionEvent) => void,
+): ivm.Callback[] {
+  const refuse = (capability: string, name: string, err: unknown): Envelope => {
+    emit({ kind: 'blocked', capability, name });
+    return { refused: redactor.redact(errorMessage(err)) };
+  };
+  const settle = (capability: string, method: string, err: unknown): Envelope => {
+    if (err instanceof CapabilityRefusal) return refuse(capability, `${capability}.${method}`, err);
+    return { error: redactor.redact(errorMessage(err)) };
+  };
+  const track = (capability: string, host: CapabilityHost) => {
+    if (capability === 'secrets') redactor.track(secretsCapability.handedOut(host));
+  };
+
+  const call = (capability: unknown, method: unknown, args: unknown): Envelope => {
+    const host = hosts.get(String(capability));
+    if (!host?.call || !Array.isArray(args)) return { error: `${String(capability)} has no such method` };
+    try {
+      const value = host.call(String(method), args);
+      track(String(capability), host);
+      return { value };
+    } catch (err) {
+      return settle(String(capability), String(method), err);
+    }
+  };
+
+  const callAsync = async (capability: unknown, method: unknown, args: unknown): Promise<Envelope> => {
+    const host = hosts.get(String(capability));
+    if (!host?.callAsync || !Array.isArray(args)) return { error: `${String(capability)} has no such method` };
+    try {
+      return { value: await host.callAsync(String(method), args) };
+    } catch (err) {
+      return settle(String(capability), String(method), err);
+    }
+  };
+
+  // One-way: the script cannot learn anything from it, and a label outside
+  // the known set cannot reach the metrics.
+  const notify = (kind: unknown, capability: unknown, name: unknown): void => {
+    if (kind !== 'blocked') return;
+    const label = String(capability);
+    emit({ kind: 'blocked', capability: KNOWN_LABELS.has(label) ? label : 'unknown', name: String(name).slice(0, 64) });
+  };
+
+  return [
+    new ivm.Callback(call),
+    new ivm.Callback(callAsync, { async: true }),
+    new ivm.Callback(notify, { ignored: true }),
+  ];
+}
+
+/** The prelude's answer is untrusted text: bounded, parsed and checked here. */
+function parseOutcome(text: unknown, outputBytes: number): ScriptOutcome {
+  const fail = (message: string): ScriptOutcome => ({
+    kind: 'error',
+    name: 'SandboxOutputError',
+    message,
+    policyViolation: false,
+    outputTooLarge: true,
+  });
+  if (typeof text !== 'string') return fail('the script produced no outcome');
+  // The envelope adds a little beside the variables themselves.
+  if (text.length > outputBytes + 65_536) return fail(`the script's output is over ${outputBytes} bytes`);
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return fail('the script produced an outcome that is not JSON');
+  }
+  const checked = isolateOutcomeSchema.safeParse(parsed);
+  if (!checked.success) return fail(`the script produced a malformed outcome: ${checked.error.issues[0]?.message}`);
+  return checked.data;
+}
