@@ -2,6 +2,9 @@
 // CAMUNDA_URL points elsewhere), runs vitest with any extra arguments, then
 // stops the engine if it started it.
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -23,7 +26,18 @@ if (!env.CAMUNDA_URL) {
   env.CAMUNDA_URL = 'http://127.0.0.1:8080/engine-rest';
 }
 
-const vitest = spawnSync('vitest', ['run', ...args], { cwd: root, stdio: 'inherit', env });
+// A JSON report beside the usual output gives the closing count line below.
+const report = join(mkdtempSync(join(tmpdir(), 'vitest-')), 'report.json');
+const vitest = spawnSync(join(root, 'node_modules', '.bin', 'vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...args], {
+  cwd: root,
+  stdio: 'inherit',
+  env,
+});
 
+if (vitest.error) process.stderr.write(`test: could not run vitest: ${vitest.error.message}\n`);
 if (startedEngine) spawnSync(process.execPath, [engineScript, 'stop'], { cwd: root, stdio: 'inherit' });
+if (existsSync(report)) {
+  const counts = JSON.parse(readFileSync(report, 'utf8'));
+  process.stdout.write(`\n${counts.numPassedTests} passed, ${counts.numFailedTests} failed, ${counts.numPendingTests + counts.numTodoTests} skipped\n`);
+}
 process.exit(vitest.status ?? 1);

@@ -265,7 +265,9 @@ export async function resolveChecked(
  * An agent that can reach only the addresses already checked: its lookup
  * answers from them instead of asking DNS again, so a rebinding DNS server
  * gets no second answer. The URL keeps the name, so the Host header and TLS
- * (SNI and certificate check) still use the name.
+ * (SNI and certificate check) still use the name. An IP-literal host is never
+ * looked up at all. Limitation: one agent per hop, so no keep-alive between
+ * calls; every call opens a new connection (and TLS handshake).
  */
 export function pinnedAgent(hostname: string, addresses: readonly LookupAddress[]): Agent {
   const lookup: LookupFunction = (name, options, callback) => {

@@ -2,8 +2,8 @@
 //
 // This file is plain JavaScript read as text by sandbox/isolate-runner.ts and
 // evaluated as one function expression. Nothing from the host's realm is ever
-// handed in: the host passes three isolated-vm callbacks (whose arguments and
-// results are copied) and one JSON string. The function returns `run`, which
+// handed in: the host passes two isolated-vm callbacks and one reference to a
+// host function (arguments and results always copied) and one JSON string. The function returns `run`, which
 // the host calls with the script source and which resolves to the task's
 // outcome as a JSON string. The host re-validates that string: whatever this
 // file produces is treated as untrusted, since the script shares its realm.
@@ -92,9 +92,16 @@
     return (method, ...args) => unwrapEnvelope(capability, hostCall(capability, method, args));
   }
 
+  // hostCallAsync is an isolated-vm Reference to a host function (a Callback
+  // cannot return a promise); arguments and the answer are copied.
+  const referenceApply = hostCallAsync.apply;
   function callAsyncFor(capability) {
     return async (method, ...args) => {
-      const envelope = await hostCallAsync(capability, method, args);
+      const envelope = await reflectApply(referenceApply, hostCallAsync, [
+        undefined,
+        [capability, method, args],
+        { arguments: { copy: true }, result: { promise: true, copy: true } },
+      ]);
       return unwrapEnvelope(capability, envelope);
     };
   }

@@ -41,6 +41,8 @@ export async function runScript(
   const pooled = await pool.acquire(job.limits.memoryMb);
   const { isolate } = pooled;
   let context: ivm.Context | undefined;
+  // References pin their context in the isolate until released.
+  const references: ivm.Reference[] = [];
   let reusable = false;
   const guard = new ExecutionGuard(isolate, job.limits.wallMs, job.limits.cpuMs);
 
@@ -48,11 +50,13 @@ export async function runScript(
     // Script state lives in the context: a fresh one per task.
     context = await isolate.createContext();
     const install = await pooled.prelude.run(context, { reference: true });
+    references.push(install);
     const run = await install.apply(
       undefined,
       [...hostCallbacks(hosts, redactor, emit), inputJson],
       { result: { reference: true } },
     );
+    references.push(run);
     const text = await run.apply(undefined, [job.source, job.filename], {
       result: { promise: true, copy: true },
     });
@@ -68,7 +72,10 @@ export async function runScript(
     guard[Symbol.dispose]();
     aborter.abort();
     for (const host of hosts.values()) host.dispose?.();
-    if (context && !isolate.isDisposed) context.release();
+    if (!isolate.isDisposed) {
+      for (const reference of references) reference.release();
+      context?.release();
+    }
     pool.release(pooled, reusable && !guard.breach);
   }
 }
@@ -113,7 +120,7 @@ function hostCallbacks(
   hosts: Map<string, CapabilityHost>,
   redactor: Redactor,
   emit: (event: ExecutionEvent) => void,
-): ivm.Callback[] {
+): (ivm.Callback | ivm.Reference)[] {
   const refuse = (capability: string, name: string, err: unknown): Envelope => {
     emit({ kind: 'blocked', capability, name });
     return { refused: redactor.redact(errorMessage(err)) };
@@ -158,7 +165,8 @@ function hostCallbacks(
 
   return [
     new ivm.Callback(call),
-    new ivm.Callback(callAsync, { async: true }),
+    // A Callback cannot hand back a promise; a Reference to the function can.
+    new ivm.Reference(callAsync),
     new ivm.Callback(notify, { ignored: true }),
   ];
 }
