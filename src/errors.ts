@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   SCRIPT_SOURCE_REFUSED: "the policy does not accept the task's kind of script source",
   SCRIPT_REF_INVALID: 'a scriptRef is malformed, escapes the script folder or cannot be read',
   SCRIPT_PIN_MISMATCH: "a scriptRef's sha256 pin does not match the file",
+  SCRIPT_SYNTAX_ERROR: 'the script is not valid JavaScript',
   SCRIPT_INPUT_TOO_LARGE: "the task's variables exceed the policy's input limit",
   SCRIPT_OUTPUT_TOO_LARGE: "the script's variables or result exceed the policy's output limit",
   SCRIPT_VARIABLE_INVALID: 'a variable cannot be mapped between Camunda and JavaScript',

@@ -37,7 +37,12 @@ export const ESCAPE_NAMES: readonly string[] = [
 ];
 
 /** The closed set of `capability` label values on the blocked-calls metric. */
-export const BLOCKED_CAPABILITY_LABELS: readonly string[] = [...CAPABILITIES.keys(), ...ESCAPE_NAMES];
+export const BLOCKED_CAPABILITY_LABELS: readonly string[] = [
+  ...CAPABILITIES.keys(),
+  ...ESCAPE_NAMES,
+  // execution.getProcessEngineServices() and getProcessEngine().
+  'engineServices',
+];
 
 /** Traps for one task: every escape name, and every capability not granted. */
 export function trapsFor(granted: ReadonlySet<string>): [name: string, capability: string][] {

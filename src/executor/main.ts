@@ -11,7 +11,9 @@ import type { IsolatePoolOptions } from '../sandbox/isolate-pool.ts';
 const pool = new IsolatePool(JSON.parse(process.argv[2] ?? '{}') as IsolatePoolOptions);
 
 function send(message: FromExecutor): void {
-  process.send?.(message);
+  // Once the worker has gone, an answer has no reader: drop it (a send on a
+  // closed channel would otherwise crash this process with EPIPE).
+  if (process.connected) process.send?.(message, undefined, {}, () => {});
 }
 
 async function handle(message: ToExecutor): Promise<void> {
@@ -27,6 +29,13 @@ async function handle(message: ToExecutor): Promise<void> {
 process.on('message', (message: ToExecutor) => {
   if (message?.type === 'run') void handle(message);
 });
+
+// A terminal's Ctrl-C (SIGINT) and a supervisor that signals the whole process
+// group or cgroup (systemd's default) reach the executors too. The worker
+// decides when they end (it drains its tasks first, then disconnects), so the
+// signals are ignored here; SIGKILL still ends an executor.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
 
 // The worker is gone: nothing will read our answers.
 process.on('disconnect', () => {

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 import ivm from 'isolated-vm';
 
 import { CapabilityRefusal, type CapabilityHost } from '../capabilities/capability.ts';
@@ -48,6 +50,12 @@ export async function runScript(
 
   try {
     // Script state lives in the context: a fresh one per task.
+    const syntaxError = await checkSyntax(isolate, job);
+    if (syntaxError !== undefined) {
+      reusable = true;
+      return { kind: 'rejected', code: 'SCRIPT_SYNTAX_ERROR', message: syntaxError };
+    }
+
     context = await isolate.createContext();
     const install = await pooled.prelude.run(context, { reference: true });
     references.push(install);
@@ -78,6 +86,31 @@ export async function runScript(
     }
     pool.release(pooled, reusable && !guard.breach);
   }
+}
+
+/** Sources known to parse, by hash: a syntax check costs a compile, once per script. */
+const PARSED = new Set<string>();
+const PARSED_LIMIT = 2000;
+
+/**
+ * Compiles the script once to find syntax errors with their line and column:
+ * the prelude runs the script through eval, whose SyntaxError has no location.
+ */
+async function checkSyntax(isolate: ivm.Isolate, job: ScriptJob): Promise<string | undefined> {
+  const key = createHash('sha256').update(job.filename).update('\0').update(job.source).digest('hex');
+  if (PARSED.has(key)) return undefined;
+  try {
+    const script = await isolate.compileScript(job.source, { filename: job.filename });
+    script.release();
+  } catch (err) {
+    if (err instanceof SyntaxError || /^SyntaxError/.test(String((err as Error).stack))) {
+      return `SyntaxError: ${(err as Error).message}`;
+    }
+    throw err;
+  }
+  if (PARSED.size >= PARSED_LIMIT) PARSED.clear();
+  PARSED.add(key);
+  return undefined;
 }
 
 function buildInput(job: ScriptJob): string | undefined {

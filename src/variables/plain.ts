@@ -21,6 +21,9 @@ function plainToWire(name: string, value: unknown): WireValue {
     case 'boolean':
       return { t: 'boolean', v: value };
     case 'bigint':
+      if (value < -(2n ** 63n) || value > 2n ** 63n - 1n) {
+        throw new SandboxError('SCRIPT_VARIABLE_INVALID', `variable '${name}': ${value} does not fit in a 64-bit Long`);
+      }
       return { t: 'long', v: value.toString() };
     case 'number':
       if (Number.isInteger(value) && value >= -2147483648 && value <= 2147483647) return { t: 'integer', v: value };

@@ -35,7 +35,6 @@ interface TaskResult {
   scriptHash: string | undefined;
   executionMs: number | undefined;
   blockedCalls: number;
-  message: string | undefined;
 }
 
 /**
@@ -57,7 +56,7 @@ export async function runTask(entry: TaskInFlight, deps: TaskRunnerDeps): Promis
     policy: policyName,
   });
 
-  const result: TaskResult = { outcome: 'failed', scriptHash: undefined, executionMs: undefined, blockedCalls: 0, message: undefined };
+  const result: TaskResult = { outcome: 'failed', scriptHash: undefined, executionMs: undefined, blockedCalls: 0 };
   const onEvent = (event: ExecutionEvent) => {
     if (event.kind === 'blocked') {
       result.blockedCalls += 1;
@@ -83,7 +82,6 @@ export async function runTask(entry: TaskInFlight, deps: TaskRunnerDeps): Promis
 
   const reported = await reportToEngine(task, entry.taskService, decision.report, taskLog);
   result.outcome = reported === 'lock_lost' ? 'lock_lost' : decision.outcome;
-  if (decision.report.kind === 'failure') result.message = decision.report.errorMessage;
 
   deps.metrics.tasks.inc({ topic: task.topicName, policy: policyName, outcome: result.outcome });
   if (result.executionMs !== undefined) {
@@ -96,7 +94,8 @@ export async function runTask(entry: TaskInFlight, deps: TaskRunnerDeps): Promis
       durationMs: Math.round(performance.now() - started),
       executionMs: result.executionMs === undefined ? undefined : Math.round(result.executionMs * 10) / 10,
       blockedCalls: result.blockedCalls,
-      error: result.message,
+      // The script's error message stays out of the log: a script can put
+      // variable values in it. It is in the engine, on the task or incident.
     },
     'task done',
   );

@@ -1,0 +1,147 @@
+// Issue 4, item 1: a graceful stop (SIGTERM, SIGINT) of a worker PROCESS with
+// tasks in flight. Either the tasks finish within the grace period and the
+// process exits 0, or they are unlocked and a second worker takes them at once
+// instead of waiting for their locks to expire.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { processModel } from '../../src/engine-harness/bpmn.ts';
+import { ENGINE_URL, testPolicy, uniqueTopic } from '../support/worker.ts';
+import {
+  EngineProbe,
+  killAllWorkerProcesses,
+  startWorkerProcess,
+  waitFor,
+  workerFolders,
+  type WorkerProcess,
+} from '../support/worker-process.ts';
+
+const engine = new EngineProbe(ENGINE_URL);
+
+/** A script that holds its task for `ms` of wall time (bounded: Date.now, not an endless loop). */
+const spin = (ms: number) => `const end = Date.now() + ${ms};\nwhile (Date.now() < end) {}\n"spun"`;
+
+/** Roomy limits: the spinning script is never cut short. Lock = wallMs + LOCK_MARGIN_MS (default 30 s) = 50 s. */
+const LIMITS = { memoryMb: 32, wallMs: 20_000, cpuMs: 20_000 };
+const LOCK_MS = LIMITS.wallMs + 30_000;
+
+async function deployScenario(spinMs: number) {
+  const topic = uniqueTopic('shutdown');
+  const key = `shutdown_${topic.replace(/-/g, '_')}`;
+  await engine.rest.deploy(key, [{ name: `${key}.bpmn`, xml: processModel({ id: key, step: { kind: 'sandbox', topic, script: spin(spinMs), resultVariable: 'r' } }) }]);
+  const folders = workerFolders([testPolicy(topic, { limits: LIMITS })]);
+  return { topic, key, folders };
+}
+
+/** Waits until `worker` holds the lock of every external task of `key`'s instances. */
+function lockedBy(worker: WorkerProcess, topic: string, count: number) {
+  return waitFor(
+    `${count} tasks locked by ${worker.workerId}`,
+    async () => {
+      const rows = await engine.externalTasks(`topicName=${topic}&workerId=${worker.workerId}&locked=true`);
+      return rows.length === count ? rows : undefined;
+    },
+    20_000,
+  );
+}
+
+async function allCompleted(key: string, count: number, timeoutMs: number): Promise<void> {
+  await waitFor(`${count} completed instances of ${key}`, async () => ((await engine.completedCount(key)) === count ? true : undefined), timeoutMs, 200);
+}
+
+describe('a worker process stopped by a signal with tasks in flight', () => {
+  beforeAll(async () => {
+    await engine.rest.version();
+  });
+  afterAll(() => killAllWorkerProcesses());
+
+  it('lets tasks in flight finish within the grace period on SIGTERM, logs draining then stopped, and exits 0', async () => {
+    const { topic, key, folders } = await deployScenario(1500);
+    const worker = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { MAX_PARALLEL: 4, SHUTDOWN_GRACE_MS: 20_000 } });
+    const ids = await engine.startMany(key, 3);
+    await lockedBy(worker, topic, 3);
+
+    const signalled = Date.now();
+    worker.signal('SIGTERM');
+    const exit = await worker.waitExit(25_000);
+    const drainMs = Date.now() - signalled;
+
+    expect(exit).toEqual({ code: 0, signal: null, timedOut: false });
+    const states = worker.logs.filter((e) => e.msg.startsWith('worker ') && 'state' in e).map((e) => e['state']);
+    expect(states).toEqual(['polling', 'draining', 'stopped']);
+    expect(worker.logs.find((e) => e['state'] === 'draining')?.['reason']).toBe('received SIGTERM');
+    expect(worker.doneTaskIds('completed')).toHaveLength(3);
+    expect(worker.logs.some((e) => e.msg === 'task unlocked')).toBe(false);
+    // The tasks were done before the exit: every instance has already ended.
+    for (const id of ids) expect((await engine.rest.historicInstance(id)).state).toBe('COMPLETED');
+    console.log(`[shutdown] SIGTERM with 3 tasks in flight: drained and exited 0 in ${drainMs} ms`);
+  });
+
+  it('unlocks the tasks still running when the grace period is over, so that a second worker takes them at once', async () => {
+    // Long enough that the second worker is up before the first one's scripts could end.
+    const { topic, key, folders } = await deployScenario(10_000);
+    const first = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { MAX_PARALLEL: 4, SHUTDOWN_GRACE_MS: 300 } });
+    const ids = await engine.startMany(key, 3);
+    await lockedBy(first, topic, 3);
+    // The second worker is already polling when the first one stops.
+    const second = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { MAX_PARALLEL: 4 } });
+
+    const signalled = Date.now();
+    first.signal('SIGTERM');
+    const exit = await first.waitExit(15_000);
+    const exitMs = Date.now() - signalled;
+    expect(exit).toEqual({ code: 0, signal: null, timedOut: false });
+    console.log(first.tail(40), first.stderr);
+    expect(first.logs.some((e) => e.msg.startsWith('grace period over'))).toBe(true);
+    expect(first.logs.filter((e) => e.msg === 'task unlocked')).toHaveLength(3);
+    expect(first.doneTaskIds()).toHaveLength(0);
+
+    // No task is still locked by the stopped worker: each is free or already the second one's.
+    const rows = await engine.externalTasks(`topicName=${topic}`);
+    expect(rows).toHaveLength(3);
+    for (const row of rows) {
+      expect(row.workerId === null || row.workerId === second.workerId).toBe(true);
+      if (row.workerId === null) expect(row.lockExpirationTime).toBeNull();
+    }
+
+    await lockedBy(second, topic, 3);
+    const takenMs = Date.now() - signalled;
+    await allCompleted(key, 3, 30_000);
+    const totalMs = Date.now() - signalled;
+
+    expect(second.doneTaskIds('completed')).toHaveLength(3);
+    for (const id of ids) {
+      const logs = await engine.successLogs(id);
+      expect(logs.map((l) => l.workerId)).toEqual([second.workerId]);
+    }
+    // None waited for its lock (50 s) to expire.
+    expect(takenMs).toBeLessThan(5000);
+    expect(totalMs).toBeLessThan(LOCK_MS / 3);
+    console.log(
+      `[shutdown] grace 300 ms: first worker exited 0 after ${exitMs} ms, second worker held all 3 unlocked tasks ${takenMs} ms after SIGTERM, ` +
+        `all completed ${totalMs} ms after SIGTERM (lock duration ${LOCK_MS} ms)`,
+    );
+    second.signal('SIGTERM');
+    expect((await second.waitExit(20_000)).code).toBe(0);
+  });
+
+  it('drains the same way on SIGINT sent to its whole process group, as a Ctrl-C in a terminal does', async () => {
+    const { topic, key, folders } = await deployScenario(1500);
+    const worker = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, ownGroup: true, env: { MAX_PARALLEL: 4, SHUTDOWN_GRACE_MS: 20_000 } });
+    const ids = await engine.startMany(key, 2);
+    await lockedBy(worker, topic, 2);
+
+    const signalled = Date.now();
+    worker.signal('SIGINT', true);
+    const exit = await worker.waitExit(25_000);
+    const drainMs = Date.now() - signalled;
+
+    expect(exit).toEqual({ code: 0, signal: null, timedOut: false });
+    expect(worker.logs.find((e) => e['state'] === 'draining')?.['reason']).toBe('received SIGINT');
+    expect(worker.logs.some((e) => e['state'] === 'stopped')).toBe(true);
+    // The executors ignore the terminal's signal and finish their scripts for the worker.
+    console.log(worker.tail(40), worker.stderr);
+    expect(worker.doneTaskIds('completed')).toHaveLength(2);
+    for (const id of ids) expect((await engine.rest.historicInstance(id)).state).toBe('COMPLETED');
+    console.log(`[shutdown] SIGINT to the process group with 2 tasks in flight: drained and exited 0 in ${drainMs} ms`);
+  });
+});
