@@ -22,6 +22,7 @@ WORKDIR /app
 
 # --- build: compile TypeScript to dist/ --------------------------------------
 FROM base AS build
+WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
@@ -33,6 +34,7 @@ RUN node scripts/build.mjs
 
 # --- runtime ----------------------------------------------------------------
 FROM base AS runtime
+WORKDIR /app
 ENV NODE_ENV=production \
     SANDBOX_POLICIES=/etc/camunda-sandbox/policies \
     SANDBOX_SCRIPTS=/srv/camunda-sandbox/scripts \
@@ -52,6 +54,7 @@ COPY --from=build /app/dist/ dist/
 # root and read-only to the worker's user.
 COPY sandbox-policies/ /etc/camunda-sandbox/policies/
 RUN mkdir -p /srv/camunda-sandbox/scripts \
+ && chmod -R a+rX /etc/camunda-sandbox /srv/camunda-sandbox \
  && groupadd --system --gid 10001 sandbox \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sandbox
 VOLUME ["/etc/camunda-sandbox/policies", "/srv/camunda-sandbox/scripts"]
@@ -67,8 +70,9 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.METRICS_PORT || 9464) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 # The worker drains on SIGTERM: tasks in flight get SHUTDOWN_GRACE_MS
-# (default 25 s) to finish, the rest are unlocked. Give `docker stop` more:
-# docker stop -t 35 (Kubernetes: terminationGracePeriodSeconds, see ops/).
+# (default 25 s) to finish, the rest are unlocked, and the pending long poll
+# (POLL_TIMEOUT_MS, 10 s) is waited for. Give `docker stop` more than their
+# sum: docker stop -t 45 (Kubernetes: terminationGracePeriodSeconds, see ops/).
 # The worker process loads no isolate; the executors it forks (and `run`'s)
 # get --no-node-snapshot from the worker itself.
 STOPSIGNAL SIGTERM

@@ -7,6 +7,8 @@ const main = new URL('../dist/cli/main.js', import.meta.url);
 if (existsSync(main)) {
   await import(main.href);
 } else {
-  process.stderr.write('camunda-sandbox: not built yet: run `npm run build` first (or, from a checkout, `npm run cli -- <command>`)\n');
+  process.stderr.write(
+    'camunda-sandbox: not built yet: run `npm run build` first (or, from a checkout, `npm run cli -- <command>`)\n',
+  );
   process.exitCode = 1;
 }

@@ -6,8 +6,7 @@ const settings = z
   .strictObject({
     maxLines: z.number().int().min(1).max(10_000).default(100),
     maxBytes: z.number().int().min(64).max(1_048_576).default(16_384),
-  })
-  .default({ maxLines: 100, maxBytes: 16_384 });
+  });
 
 type ConsoleSettings = z.infer<typeof settings>;
 

@@ -8,8 +8,7 @@ const settings = z
   .strictObject({
     maxRandomBytes: z.number().int().min(1).max(65_536).default(65_536),
     maxHashInputBytes: z.number().int().min(1).max(64 * 1_048_576).default(8 * 1_048_576),
-  })
-  .default({ maxRandomBytes: 65_536, maxHashInputBytes: 8 * 1_048_576 });
+  });
 
 type CryptoSettings = z.infer<typeof settings>;
 

@@ -76,6 +76,7 @@ export async function runScriptFile(file: string, options: RunOptions, logger: L
           topicName: policy.topics[0]!,
         },
         limits: policy.limits,
+        wantsResult: Boolean(options.resultVariable),
         capabilities,
       },
       onEvent,

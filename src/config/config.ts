@@ -13,11 +13,14 @@ import { SandboxError } from '../errors.ts';
  *
  * Limits that constrain each other: each topic's lock duration is derived from
  * its policy's wall limit (see worker/lock.ts), so it always exceeds the time a
- * script may run; `SHUTDOWN_GRACE_MS` must stay below the orchestrator's own
- * grace period (Kubernetes' terminationGracePeriodSeconds) so that unlocking
- * happens before a SIGKILL.
+ * script may run; `SHUTDOWN_GRACE_MS` plus `POLL_TIMEOUT_MS` must stay below
+ * the orchestrator's own grace period (Kubernetes' terminationGracePeriodSeconds)
+ * so that unlocking happens before a SIGKILL: a stop also waits for the long
+ * poll pending at the engine, to unlock the tasks it may still bring.
  */
-const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+// Number('  ') is 0: a blank value must not pass as port 0 or any other number.
+const integer = (min: number, max: number) =>
+  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? Number.NaN : v), z.coerce.number().int().min(min).max(max));
 
 export const configSchema = z.strictObject({
   camundaUrl: z.url({ protocol: /^https?$/ }).default('http://localhost:8080/engine-rest'),
@@ -106,6 +109,9 @@ export function loadConfig(
   const config = parsed.data;
   if (config.camundaUser && config.camundaToken) {
     throw new SandboxError('CONFIG_INVALID', 'invalid configuration: set CAMUNDA_USER/CAMUNDA_PASSWORD or CAMUNDA_TOKEN, not both');
+  }
+  if (config.camundaPassword !== undefined && !config.camundaUser) {
+    throw new SandboxError('CONFIG_INVALID', 'invalid configuration: CAMUNDA_PASSWORD is set but CAMUNDA_USER is not');
   }
   return Object.freeze({
     ...config,

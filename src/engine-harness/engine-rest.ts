@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 
-import { FormData, request } from 'undici';
+import { Agent, FormData, request } from 'undici';
 
 import { parseJsonExact } from '../variables/plain.ts';
 import type { TypedVariables } from '../variables/camunda.ts';
@@ -10,6 +10,12 @@ import type { TypedVariables } from '../variables/camunda.ts';
 export class EngineRest {
   readonly baseUrl: string;
   private readonly headers: Record<string, string>;
+  /**
+   * Our own dispatcher, not undici's global one: when Node's bundled undici
+   * loads first (importing node:http is enough on Node 24), the global
+   * dispatcher is Node's older Agent, which cannot send this undici's FormData.
+   */
+  private readonly dispatcher = new Agent();
 
   constructor(baseUrl: string, auth?: { user: string; password: string }) {
     this.baseUrl = baseUrl.replace(/\/$/, '');
@@ -19,6 +25,7 @@ export class EngineRest {
   async call<T = unknown>(method: 'GET' | 'POST' | 'DELETE' | 'PUT', path: string, body?: unknown): Promise<T> {
     const isForm = body instanceof FormData;
     const response = await request(`${this.baseUrl}${path}`, {
+      dispatcher: this.dispatcher,
       method,
       headers: { ...this.headers, ...(body === undefined || isForm ? {} : { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : isForm ? body : JSON.stringify(body),
@@ -84,7 +91,10 @@ export class EngineRest {
   }
 
   async errorDetails(externalTaskId: string): Promise<string> {
-    const response = await request(`${this.baseUrl}/external-task/${externalTaskId}/errorDetails`, { headers: this.headers });
+    const response = await request(`${this.baseUrl}/external-task/${externalTaskId}/errorDetails`, {
+      dispatcher: this.dispatcher,
+      headers: this.headers,
+    });
     return response.body.text();
   }
 

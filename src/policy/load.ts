@@ -72,7 +72,7 @@ function locateIssue(file: string, root: unknown, lines: LineCounter, issue: z.c
   // An unknown key is reported on its parent; point at the key itself.
   const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
   const field = [...path, ...keys.slice(0, 1)].join('.');
-  const node = findNode(root, keys.length > 0 ? [...path, keys[0]!] : path);
+  const node = keys.length > 0 ? findKey(root, path, keys[0]!) : findNode(root, path);
   const offset = node?.range?.[0];
   return {
     file,
@@ -80,6 +80,13 @@ function locateIssue(file: string, root: unknown, lines: LineCounter, issue: z.c
     field,
     message: issue.message,
   };
+}
+
+/** The key node of `key` in the map at `path` (its value may start on a later line). */
+function findKey(root: unknown, path: string[], key: string): Node | undefined {
+  const parent = findNode(root, path);
+  const pair = isMap(parent) ? parent.items.find((p) => isScalar(p.key) && String(p.key.value) === key) : undefined;
+  return (pair?.key as Node | undefined) ?? parent;
 }
 
 /** The deepest YAML node along a path (the closest thing to point at). */

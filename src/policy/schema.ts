@@ -12,12 +12,14 @@ const limitsSchema = z
     /** Wall-clock limit in ms, awaited promises included. */
     wallMs: z.number().int().min(10).max(3_600_000).default(5000),
     /** CPU time limit in ms, measured on the isolate's own thread. */
-    cpuMs: z.number().int().min(10).max(3_600_000).default(2000),
+    cpuMs: z.number().int().min(10).max(3_600_000).optional(),
     /** The task's variables, serialized, in bytes. */
     inputBytes: z.number().int().min(1024).max(64 * 1_048_576).default(1_048_576),
     /** The script's result and variables, serialized, in bytes. */
     outputBytes: z.number().int().min(1024).max(64 * 1_048_576).default(1_048_576),
   })
+  // Unset, the CPU limit is 2000 ms or the wall limit if that is smaller.
+  .transform((limits) => ({ ...limits, cpuMs: limits.cpuMs ?? Math.min(2000, limits.wallMs) }))
   .refine((limits) => limits.cpuMs <= limits.wallMs, {
     message: 'cpuMs cannot exceed wallMs',
     path: ['cpuMs'],
@@ -47,7 +49,10 @@ const sourcesSchema = z.strictObject({
 
 function capabilitiesSchema() {
   const shape: Record<string, z.ZodType> = {};
-  for (const [name, capability] of CAPABILITIES) shape[name] = capability.settings.optional();
+  // `crypto:` with nothing after it grants the capability with its defaults.
+  for (const [name, capability] of CAPABILITIES) {
+    shape[name] = z.preprocess((value) => (value === null ? {} : value), capability.settings).optional();
+  }
   return z.strictObject(shape).default({});
 }
 

@@ -26,6 +26,8 @@ export interface ScriptJob {
   variables: WireVariables;
   meta: TaskMeta;
   limits: PolicyLimits;
+  /** Whether the completion value is kept (the task has a resultVariable); default true. */
+  wantsResult?: boolean;
   /** Settings of each capability the policy grants, by capability name. */
   capabilities: Record<string, unknown>;
 }

@@ -624,7 +624,9 @@
     }
     return settle(() => ({
       kind: 'completed',
-      result: encode('result', completion),
+      // Without a resultVariable the value is dropped, so an unstorable one
+      // (a Map, a function) must not fail the task.
+      result: meta.wantsResult ? encode('result', completion) : undefined,
       variables: encodeAll(processSets),
       localVariables: encodeAll(localSets),
     }));

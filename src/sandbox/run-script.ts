@@ -16,6 +16,9 @@ type Envelope = { value: unknown } | { refused: string } | { error: string };
 
 const KNOWN_LABELS = new Set(BLOCKED_CAPABILITY_LABELS);
 
+/** Room for the outcome's own fields beside the variables and result it carries. */
+const OUTCOME_ENVELOPE_BYTES = 4096;
+
 /**
  * Runs one script in a fresh context of a pooled isolate, under the job's
  * limits, and returns its outcome. Never throws for anything the script does;
@@ -46,6 +49,7 @@ export async function runScript(
   // References pin their context in the isolate until released.
   const references: ivm.Reference[] = [];
   let reusable = false;
+  let scriptStarted = false;
   const guard = new ExecutionGuard(isolate, job.limits.wallMs, job.limits.cpuMs);
 
   try {
@@ -65,6 +69,9 @@ export async function runScript(
       { result: { reference: true } },
     );
     references.push(run);
+    // From here the script shares the realm that writes the outcome: if `run`
+    // rejects (say, an Object.prototype.toJSON that throws), the script did it.
+    scriptStarted = true;
     const text = await run.apply(undefined, [job.source, job.filename], {
       result: { promise: true, copy: true },
     });
@@ -72,8 +79,17 @@ export async function runScript(
     return redactor.redactOutcome(parseOutcome(text, job.limits.outputBytes));
   } catch (err) {
     if (guard.breach) return { kind: 'timeout', limit: guard.breach.limit, limitMs: guard.breach.limitMs };
-    if (isolate.isDisposed || /memory limit/i.test(errorMessage(err))) {
+    if (isolate.isDisposed || (!scriptStarted && /memory limit/i.test(errorMessage(err)))) {
       return { kind: 'memoryLimit', limitMb: job.limits.memoryMb };
+    }
+    if (scriptStarted) {
+      return redactor.redactOutcome({
+        kind: 'error',
+        name: 'SandboxOutputError',
+        message: `the script broke the sandbox's outcome reporting: ${errorMessage(err)}`,
+        policyViolation: false,
+        outputTooLarge: true,
+      });
     }
     throw err;
   } finally {
@@ -126,7 +142,7 @@ function buildInput(job: ScriptJob): string | undefined {
 
   return JSON.stringify({
     variables: job.variables,
-    meta: { ...job.meta, policy: job.policy, outputLimit: job.limits.outputBytes },
+    meta: { ...job.meta, policy: job.policy, outputLimit: job.limits.outputBytes, wantsResult: job.wantsResult ?? true },
     traps: trapsFor(granted),
     capabilities: shims,
     capabilityNames: Object.fromEntries([...CAPABILITIES.keys()].map((name) => [name, true])),
@@ -214,8 +230,11 @@ function parseOutcome(text: unknown, outputBytes: number): ScriptOutcome {
     outputTooLarge: true,
   });
   if (typeof text !== 'string') return fail('the script produced no outcome');
+  // The prelude counts characters; the limit is in bytes (UTF-8), checked here.
   // The envelope adds a little beside the variables themselves.
-  if (text.length > outputBytes + 65_536) return fail(`the script's output is over ${outputBytes} bytes`);
+  if (Buffer.byteLength(text) > outputBytes + OUTCOME_ENVELOPE_BYTES) {
+    return fail(`the script's output is over the policy's limit of ${outputBytes} bytes`);
+  }
 
   let parsed: unknown;
   try {

@@ -133,6 +133,7 @@ async function execute(
         topicName: task.topicName,
       },
       limits: policy.limits,
+      wantsResult: Boolean(facts.resultVariable),
       capabilities: grantedCapabilities(policy),
     };
     const executionStart = performance.now();

@@ -116,12 +116,18 @@ export class Worker {
     const settled = Promise.all([...[...this.inFlight.values()].map((t) => t.done), this.engine.pollSettled()]);
     const waited = await Promise.race([settled.then(() => 'drained' as const), deadline]);
 
-    const left = [...this.inFlight.values()];
-    const running = left.filter(({ entry }) => !entry.abandoned);
+    const running = [...this.inFlight.values()].filter(({ entry }) => !entry.abandoned);
     if (waited === 'timeout' && running.length > 0) {
       this.logger.warn({ tasks: running.length }, 'grace period over; unlocking the tasks still running');
       await Promise.all(running.map(({ entry }) => this.abandon(entry)));
     }
+    // A long poll still pending at the engine locks any task that turns up
+    // (the engine does not notice a client that has gone), even one unlocked
+    // just now: wait for it (it ends within its asyncResponseTimeout) so that
+    // the handler unlocks what it brings, then let the handlers start.
+    await Promise.race([this.engine.pollSettled(), delay(this.config.pollTimeoutMs + 5000)]);
+    await new Promise((resolve) => setImmediate(resolve));
+    const left = [...this.inFlight.values()];
 
     // Scripts still running end with their executor; their results are dropped.
     await this.executors.stop();

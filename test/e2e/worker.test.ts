@@ -13,12 +13,23 @@ import { parseJsonExact } from '../../src/variables/plain.ts';
 import {
   externalTaskRows,
   historicVariableRows,
+  InstanceTracker,
   processId,
   taskDone,
   taskDoneLines,
   waitFor,
 } from '../support/e2e.ts';
-import { engine, runModel, startTestWorker, testPolicy, uniqueTopic, writePolicies, type TestWorker } from '../support/worker.ts';
+import type { ModelOptions } from '../../src/engine-harness/bpmn.ts';
+import type { TypedVariables } from '../../src/variables/camunda.ts';
+import {
+  engine,
+  runModel,
+  startTestWorker,
+  testPolicy,
+  uniqueTopic,
+  writePolicies,
+  type TestWorker,
+} from '../support/worker.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -33,13 +44,23 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 const varsTopic = uniqueTopic('e2e-vars');
 const retryTopic = uniqueTopic('e2e-retry');
 const limitsTopic = uniqueTopic('e2e-limits');
+const hangTopic = uniqueTopic('e2e-hang');
 const memoryTopic = uniqueTopic('e2e-memory');
 const refOnlyTopic = uniqueTopic('e2e-refonly');
 
 const RETRY_BACKOFF_MS = 1500;
-const LIMITS = { memoryMb: 32, wallMs: 3000, cpuMs: 300 };
+// CPU far below wall, so that a loop meets the CPU limit even on a busy machine.
+const LIMITS = { memoryMb: 32, wallMs: 15_000, cpuMs: 300 };
+const HANG_LIMITS = { memoryMb: 32, wallMs: 2000, cpuMs: 1000 };
 
-const TOTAL_SCRIPT = 'const lines = execution.getVariable("lines");\nlines.reduce((sum, line) => sum + line.qty * line.cents, 0)\n';
+const instances = new InstanceTracker();
+/** Deploys and starts a one-step model; the instance is deleted at the end if it is still open. */
+async function start(model: ModelOptions, variables?: TypedVariables): Promise<string> {
+  return instances.track(await runModel(model, variables));
+}
+
+const TOTAL_SCRIPT =
+  'const lines = execution.getVariable("lines");\nlines.reduce((sum, line) => sum + line.qty * line.cents, 0)\n';
 
 describe('the worker runs real Camunda external tasks in the sandbox', () => {
   let worker: TestWorker;
@@ -51,13 +72,20 @@ describe('the worker runs real Camunda external tasks in the sandbox', () => {
         testPolicy(retryTopic, { retries: { count: 2, backoffMs: RETRY_BACKOFF_MS, factor: 1 } }),
         // Retries are granted here so that an incident at once shows the limit, not the policy.
         testPolicy(limitsTopic, { limits: LIMITS, retries: { count: 3, backoffMs: 1000 } }),
-        testPolicy(memoryTopic, { limits: { memoryMb: 16, wallMs: 10_000, cpuMs: 5000 }, retries: { count: 3, backoffMs: 1000 } }),
+        testPolicy(hangTopic, { limits: HANG_LIMITS, retries: { count: 3, backoffMs: 1000 } }),
+        testPolicy(memoryTopic, {
+          limits: { memoryMb: 16, wallMs: 10_000, cpuMs: 5000 },
+          retries: { count: 3, backoffMs: 1000 },
+        }),
         testPolicy(refOnlyTopic, { sources: { inline: false, registry: true } }),
       ],
       scripts: { 'orders/total.js': TOTAL_SCRIPT },
     });
   });
-  afterAll(() => worker?.stop());
+  afterAll(async () => {
+    await worker?.stop();
+    await instances.cleanup();
+  });
 
   describe('variables', () => {
     it('stores every variable a script sets with the Camunda type of the DESIGN.md table, Longs and nested big integers exact', async () => {
@@ -86,8 +114,11 @@ execution.setVariable('oJsonBack', j);
 execution.setVariable('oNull', null);
 execution.setVariable('oUndefined', undefined);
 'finished'`;
-      const id = await runModel(
-        { id: processId(varsTopic, 'types'), step: { kind: 'sandbox', topic: varsTopic, script, resultVariable: 'r' } },
+      const id = await start(
+        {
+          id: processId(varsTopic, 'types'),
+          step: { kind: 'sandbox', topic: varsTopic, script, resultVariable: 'r' },
+        },
         {
           s: { type: 'String', value: 'hello' },
           b: { type: 'Boolean', value: true },
@@ -96,7 +127,11 @@ execution.setVariable('oUndefined', undefined);
           lSafe: { type: 'Long', value: 5 },
           d: { type: 'Double', value: 2.5 },
           dt: { type: 'Date', value: '2024-01-02T03:04:05.678+0000' },
-          j: { type: 'Json', value: '{"order":{"lines":[{"sku":"A-1","qty":2,"cents":9007199254740993}]},"tags":["x"]}' },
+          j: {
+            type: 'Json',
+            value:
+              '{"order":{"lines":[{"sku":"A-1","qty":2,"cents":9007199254740993}]},"tags":["x"]}',
+          },
           n: { type: 'Null', value: null },
         },
       );
@@ -142,9 +177,13 @@ execution.setVariable('oUndefined', undefined);
     });
 
     it('puts the awaited completion value of an async script into resultVariable', async () => {
-      const script = '(async () => {\n  const lines = execution.getVariable("lines");\n  await null;\n  return { count: lines.length, first: lines[0].sku };\n})()';
-      const id = await runModel(
-        { id: processId(varsTopic, 'result'), step: { kind: 'sandbox', topic: varsTopic, script, resultVariable: 'summary' } },
+      const script =
+        '(async () => {\n  const lines = execution.getVariable("lines");\n  await null;\n  return { count: lines.length, first: lines[0].sku };\n})()';
+      const id = await start(
+        {
+          id: processId(varsTopic, 'result'),
+          step: { kind: 'sandbox', topic: varsTopic, script, resultVariable: 'summary' },
+        },
         { lines: { type: 'Json', value: '[{"sku":"A-1"},{"sku":"B-2"}]' } },
       );
       expect(await engine.settle(id, 60_000)).toBe('completed');
@@ -155,8 +194,9 @@ execution.setVariable('oUndefined', undefined);
 
     it('sets a local variable on the task scope and a process variable on the instance', async () => {
       // A boundary event makes the task a scope of its own, so local and process scope differ.
-      const script = 'execution.setVariableLocal("scratch", "task only");\nexecution.setVariable("kept", "for the process");';
-      const id = await runModel({
+      const script =
+        'execution.setVariableLocal("scratch", "task only");\nexecution.setVariable("kept", "for the process");';
+      const id = await start({
         id: processId(varsTopic, 'local'),
         step: { kind: 'sandbox', topic: varsTopic, script },
         catchError: 'NEVER_RAISED',
@@ -178,7 +218,7 @@ execution.setVariable('oUndefined', undefined);
       const script =
         "execution.setVariable('checkedBy', 'credit check');\n" +
         "throw new BpmnError('ORDER_REJECTED', 'credit limit exceeded', { reason: 'credit', exposure: 9007199254740993n });";
-      const id = await runModel({
+      const id = await start({
         id: processId(varsTopic, 'bpmnerror'),
         step: { kind: 'sandbox', topic: varsTopic, script },
         catchError: 'ORDER_REJECTED',
@@ -204,7 +244,10 @@ execution.setVariable('oUndefined', undefined);
         '}',
         'check({ id: 42, lines: [] });',
       ].join('\n');
-      const id = await runModel({ id: processId(retryTopic, 'retry'), step: { kind: 'sandbox', topic: retryTopic, script } });
+      const id = await start({
+        id: processId(retryTopic, 'retry'),
+        step: { kind: 'sandbox', topic: retryTopic, script },
+      });
 
       // Watch the task while it fails: the retries the engine holds after each failure.
       const seen: number[] = [];
@@ -229,12 +272,23 @@ execution.setVariable('oUndefined', undefined);
       expect(details).toContain('Error: order 42 has no lines');
       expect(details).toMatch(/at check \(step\.js:2:\d+\)/);
       expect(details).toMatch(/step\.js:4:\d+/);
-      for (const hostFrame of ['node:internal', 'src/', '.ts:', 'sandbox-prelude', 'isolated-vm', 'node_modules']) {
+      for (const hostFrame of [
+        'node:internal',
+        'src/',
+        '.ts:',
+        'sandbox-prelude',
+        'isolated-vm',
+        'node_modules',
+      ]) {
         expect(details).not.toContain(hostFrame);
       }
 
       const [incident] = await engine.incidents(id);
-      expect(incident).toMatchObject({ incidentType: 'failedExternalTask', incidentMessage: 'Error: order 42 has no lines', activityId: 'step' });
+      expect(incident).toMatchObject({
+        incidentType: 'failedExternalTask',
+        incidentMessage: 'Error: order 42 has no lines',
+        activityId: 'step',
+      });
 
       // Three attempts, each waited for by the policy's backoff.
       const lines = taskDoneLines(worker, id);
@@ -245,7 +299,7 @@ execution.setVariable('oUndefined', undefined);
     });
 
     it('opens an incident at once for an infinite loop, naming the CPU limit', async () => {
-      const id = await runModel({
+      const id = await start({
         id: processId(limitsTopic, 'loop'),
         step: { kind: 'sandbox', topic: limitsTopic, script: 'let n = 0;\nwhile (true) { n++; }' },
       });
@@ -253,7 +307,9 @@ execution.setVariable('oUndefined', undefined);
       const [task] = await externalTaskRows(id);
       expect(task?.retries).toBe(0);
       const [incident] = await engine.incidents(id);
-      expect(incident?.incidentMessage).toBe(`the script ran over its CPU limit of ${LIMITS.cpuMs} ms`);
+      expect(incident?.incidentMessage).toBe(
+        `the script ran over its CPU limit of ${LIMITS.cpuMs} ms`,
+      );
       const done = await taskDone(worker, id);
       expect(done['outcome']).toBe('timeout');
       expect(taskDoneLines(worker, id)).toHaveLength(1);
@@ -262,8 +318,12 @@ execution.setVariable('oUndefined', undefined);
     });
 
     it('opens an incident at once for a memory bomb', async () => {
-      const script = 'const hoard = [];\nfor (;;) hoard.push(new Array(1_000_000).fill(hoard.length));';
-      const id = await runModel({ id: processId(memoryTopic, 'bomb'), step: { kind: 'sandbox', topic: memoryTopic, script } });
+      const script =
+        'const hoard = [];\nfor (;;) hoard.push(new Array(1_000_000).fill(hoard.length));';
+      const id = await start({
+        id: processId(memoryTopic, 'bomb'),
+        step: { kind: 'sandbox', topic: memoryTopic, script },
+      });
       expect(await engine.settle(id, 60_000)).toBe('incident');
       const [task] = await externalTaskRows(id);
       expect(task?.retries).toBe(0);
@@ -274,42 +334,57 @@ execution.setVariable('oUndefined', undefined);
 
     it('opens an incident for a never-settling promise within the wall limit', async () => {
       const started = Date.now();
-      const id = await runModel({
-        id: processId(limitsTopic, 'hang'),
-        step: { kind: 'sandbox', topic: limitsTopic, script: 'new Promise(() => {})' },
+      const id = await start({
+        id: processId(hangTopic, 'hang'),
+        step: { kind: 'sandbox', topic: hangTopic, script: 'new Promise(() => {})' },
       });
       expect(await engine.settle(id, 60_000)).toBe('incident');
       const [incident] = await engine.incidents(id);
-      expect(incident?.incidentMessage).toBe(`the script ran over its time limit of ${LIMITS.wallMs} ms`);
+      expect(incident?.incidentMessage).toBe(
+        `the script ran over its time limit of ${HANG_LIMITS.wallMs} ms`,
+      );
       const done = await taskDone(worker, id);
       expect(done['outcome']).toBe('timeout');
       // The isolate ran for the wall limit and not much longer.
-      expect(done['executionMs']).toBeGreaterThanOrEqual(LIMITS.wallMs - 50);
-      expect(done['executionMs']).toBeLessThan(LIMITS.wallMs + 1500);
-      expect(Date.now() - started).toBeLessThan(LIMITS.wallMs + 20_000);
+      expect(done['executionMs']).toBeGreaterThanOrEqual(HANG_LIMITS.wallMs - 50);
+      expect(done['executionMs']).toBeLessThan(HANG_LIMITS.wallMs + 1500);
+      expect(Date.now() - started).toBeLessThan(HANG_LIMITS.wallMs + 20_000);
     });
   });
 
   describe('script sources', () => {
     it('runs a scriptRef from the script folder whose sha256 pin matches', async () => {
       const hash = sha256(TOTAL_SCRIPT);
-      const id = await runModel(
+      const id = await start(
         {
           id: processId(varsTopic, 'ref'),
-          step: { kind: 'sandbox', topic: varsTopic, scriptRef: `orders/total.js@sha256:${hash}`, resultVariable: 'total' },
+          step: {
+            kind: 'sandbox',
+            topic: varsTopic,
+            scriptRef: `orders/total.js@sha256:${hash}`,
+            resultVariable: 'total',
+          },
         },
         { lines: { type: 'Json', value: '[{"qty":2,"cents":500},{"qty":1,"cents":700}]' } },
       );
       expect(await engine.settle(id, 60_000)).toBe('completed');
-      expect((await engine.historicVariables(id))['total']).toEqual({ type: 'Integer', value: 1700 });
+      expect((await engine.historicVariables(id))['total']).toEqual({
+        type: 'Integer',
+        value: 1700,
+      });
       expect((await taskDone(worker, id))['scriptHash']).toBe(hash);
     });
 
     it('opens an incident when a scriptRef pin does not match the file', async () => {
       const wrong = '0'.repeat(64);
-      const id = await runModel({
+      const id = await start({
         id: processId(varsTopic, 'badpin'),
-        step: { kind: 'sandbox', topic: varsTopic, scriptRef: `orders/total.js@sha256:${wrong}`, resultVariable: 'total' },
+        step: {
+          kind: 'sandbox',
+          topic: varsTopic,
+          scriptRef: `orders/total.js@sha256:${wrong}`,
+          resultVariable: 'total',
+        },
       });
       expect(await engine.settle(id, 60_000)).toBe('incident');
       const [incident] = await engine.incidents(id);
@@ -320,9 +395,13 @@ execution.setVariable('oUndefined', undefined);
     });
 
     it('refuses an inline script with an incident when the policy accepts only the script folder', async () => {
-      const id = await runModel({
+      const id = await start({
         id: processId(refOnlyTopic, 'inline'),
-        step: { kind: 'sandbox', topic: refOnlyTopic, script: 'execution.setVariable("ran", true)' },
+        step: {
+          kind: 'sandbox',
+          topic: refOnlyTopic,
+          script: 'execution.setVariable("ran", true)',
+        },
       });
       expect(await engine.settle(id, 60_000)).toBe('incident');
       const [incident] = await engine.incidents(id);
@@ -335,9 +414,13 @@ execution.setVariable('oUndefined', undefined);
     });
 
     it('opens an incident with a clear message when the task has no script property', async () => {
-      const id = await runModel({
+      const id = await start({
         id: processId(varsTopic, 'noscript'),
-        step: { kind: 'sandbox', topic: varsTopic, properties: { note: 'the modeler forgot the script' } },
+        step: {
+          kind: 'sandbox',
+          topic: varsTopic,
+          properties: { note: 'the modeler forgot the script' },
+        },
       });
       expect(await engine.settle(id, 60_000)).toBe('incident');
       const [incident] = await engine.incidents(id);
@@ -349,38 +432,71 @@ execution.setVariable('oUndefined', undefined);
 
   it('keeps running after all of that: a benign task completes', async () => {
     expect(worker.worker.state).toBe('polling');
-    const id = await runModel(
-      { id: processId(varsTopic, 'after'), step: { kind: 'sandbox', topic: varsTopic, script: 'execution.getVariable("a") + 1', resultVariable: 'b' } },
+    const id = await start(
+      {
+        id: processId(varsTopic, 'after'),
+        step: {
+          kind: 'sandbox',
+          topic: varsTopic,
+          script: 'execution.getVariable("a") + 1',
+          resultVariable: 'b',
+        },
+      },
       { a: { type: 'Integer', value: 1 } },
     );
     expect(await engine.settle(id, 60_000)).toBe('completed');
     expect((await engine.historicVariables(id))['b']).toEqual({ type: 'Integer', value: 2 });
-    expect(worker.logs.filter((l) => l.msg === 'task handler failed' || l.msg === 'task handler error')).toEqual([]);
+    expect(
+      worker.logs.filter((l) => l.msg === 'task handler failed' || l.msg === 'task handler error'),
+    ).toEqual([]);
   });
 });
 
-describe('camunda-sandbox run, the modeler\'s local tool', () => {
+describe("camunda-sandbox run, the modeler's local tool", () => {
   const dir = mkdtempSync(join(tmpdir(), 'sandbox-run-'));
   const policies = join(dir, 'policies');
 
   beforeAll(() => {
-    writeFileSync(join(dir, 'vars.json'), '{"amount": {"type": "Long", "value": 9007199254740993}, "lines": [{"qty": 2}, {"qty": 3}]}');
+    writeFileSync(
+      join(dir, 'vars.json'),
+      '{"amount": {"type": "Long", "value": 9007199254740993}, "lines": [{"qty": 2}, {"qty": 3}]}',
+    );
     writeFileSync(
       join(dir, 'ok.js'),
       'const amount = execution.getVariable("amount");\nexecution.setVariable("next", amount + 1n);\nexecution.getVariable("lines").reduce((n, l) => n + l.qty, 0)\n',
     );
-    writeFileSync(join(dir, 'fails.js'), 'const x = 1;\nthrow new Error("no tax table for " + x);\n');
-    writeFileSync(join(dir, 'rejects.js'), 'throw new BpmnError("OUT_OF_STOCK", "nothing left", { sku: "A-1" });\n');
+    writeFileSync(
+      join(dir, 'fails.js'),
+      'const x = 1;\nthrow new Error("no tax table for " + x);\n',
+    );
+    writeFileSync(
+      join(dir, 'rejects.js'),
+      'throw new BpmnError("OUT_OF_STOCK", "nothing left", { sku: "A-1" });\n',
+    );
     // A policies folder of its own: `run` takes the policy by name.
     mkdirSync(policies);
-    writePolicies(policies, [{ name: 'local', topics: ['local'], retries: { count: 2, backoffMs: 1000 } }]);
+    writePolicies(policies, [
+      { name: 'local', topics: ['local'], retries: { count: 2, backoffMs: 1000 } },
+    ]);
   });
 
   function cli(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
       const child = spawn(
         process.execPath,
-        [join(ROOT, 'src/cli/main.ts'), 'run', join(dir, script), '--vars', join(dir, 'vars.json'), '--policies', policies, '--policy', 'local', '--result-variable', 'count'],
+        [
+          join(ROOT, 'src/cli/main.ts'),
+          'run',
+          join(dir, script),
+          '--vars',
+          join(dir, 'vars.json'),
+          '--policies',
+          policies,
+          '--policy',
+          'local',
+          '--result-variable',
+          'count',
+        ],
         { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let stdout = '';
@@ -400,7 +516,10 @@ describe('camunda-sandbox run, the modeler\'s local tool', () => {
     expect(report.outcome).toBe('completed');
     expect(report.engine).toMatchObject({
       kind: 'complete',
-      variables: { next: { type: 'Long', value: '9007199254740994' }, count: { type: 'Integer', value: 5 } },
+      variables: {
+        next: { type: 'Long', value: '9007199254740994' },
+        count: { type: 'Integer', value: 5 },
+      },
       localVariables: {},
     });
   });
@@ -411,7 +530,12 @@ describe('camunda-sandbox run, the modeler\'s local tool', () => {
     expect(code).not.toBe(2);
     const report = JSON.parse(stdout) as { outcome: string; engine: Record<string, unknown> };
     expect(report.outcome).toBe('failed');
-    expect(report.engine).toMatchObject({ kind: 'failure', errorMessage: 'Error: no tax table for 1', retries: 2, retryTimeout: 1000 });
+    expect(report.engine).toMatchObject({
+      kind: 'failure',
+      errorMessage: 'Error: no tax table for 1',
+      retries: 2,
+      retryTimeout: 1000,
+    });
     expect(String(report.engine['errorDetails'])).toMatch(/fails\.js:2:\d+/);
   });
 
@@ -420,6 +544,11 @@ describe('camunda-sandbox run, the modeler\'s local tool', () => {
     expect(code).toBe(2);
     const report = JSON.parse(stdout) as { outcome: string; engine: Record<string, unknown> };
     expect(report.outcome).toBe('bpmn_error');
-    expect(report.engine).toMatchObject({ kind: 'bpmnError', code: 'OUT_OF_STOCK', message: 'nothing left', variables: { sku: { type: 'String', value: 'A-1' } } });
+    expect(report.engine).toMatchObject({
+      kind: 'bpmnError',
+      code: 'OUT_OF_STOCK',
+      message: 'nothing left',
+      variables: { sku: { type: 'String', value: 'A-1' } },
+    });
   });
 });

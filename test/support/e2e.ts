@@ -8,26 +8,37 @@ export function processId(topic: string, name: string): string {
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
 /** The 'task done' lines the worker logged for one process instance. */
 export function taskDoneLines(worker: TestWorker, processInstanceId: string): LogEntry[] {
-  return worker.logs.filter((l) => l.msg === 'task done' && l['processInstanceId'] === processInstanceId);
+  return worker.logs.filter(
+    (l) => l.msg === 'task done' && l['processInstanceId'] === processInstanceId,
+  );
 }
 
 /**
  * Waits for the worker's 'task done' line of an instance (written after the
  * report and the counters), so that logs and metrics are final; returns it.
  */
-export async function taskDone(worker: TestWorker, processInstanceId: string, count = 1): Promise<LogEntry> {
+export async function taskDone(
+  worker: TestWorker,
+  processInstanceId: string,
+  count = 1,
+): Promise<LogEntry> {
   const lines = await waitFor(`${count} 'task done' line(s) for ${processInstanceId}`, () => {
     const found = taskDoneLines(worker, processInstanceId);
     return found.length >= count ? found : undefined;
@@ -36,7 +47,11 @@ export async function taskDone(worker: TestWorker, processInstanceId: string, co
 }
 
 /** One metric sample, 0 when the series is absent (to compute deltas). */
-export async function sample(worker: TestWorker, name: string, labels: Record<string, string>): Promise<number> {
+export async function sample(
+  worker: TestWorker,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
   return metricValue(await worker.metrics(), name, labels) ?? 0;
 }
 
@@ -62,5 +77,36 @@ export interface HistoricVariableRow {
 }
 
 export function historicVariableRows(processInstanceId: string): Promise<HistoricVariableRow[]> {
-  return engine.call('GET', `/history/variable-instance?processInstanceId=${processInstanceId}&deserializeValues=false`);
+  return engine.call(
+    'GET',
+    `/history/variable-instance?processInstanceId=${processInstanceId}&deserializeValues=false`,
+  );
+}
+
+/**
+ * Records the instances a test file starts and deletes those still running
+ * (incidents, waiting retries) at the end, so that the shared engine does not
+ * collect them run after run. Their history stays.
+ */
+export class InstanceTracker {
+  private readonly ids = new Set<string>();
+
+  track(id: string): string {
+    this.ids.add(id);
+    return id;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const id of this.ids) {
+      const running = await engine
+        .call<{ id: string }[]>('GET', `/process-instance?processInstanceIds=${id}`)
+        .catch(() => []);
+      if (running.length > 0) {
+        await engine
+          .call('DELETE', `/process-instance/${id}?skipCustomListeners=true&skipIoMappings=true`)
+          .catch(() => undefined);
+      }
+    }
+    this.ids.clear();
+  }
 }

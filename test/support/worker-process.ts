@@ -165,6 +165,12 @@ export class WorkerProcess {
     return metricValue(await this.metrics(), name, labels) ?? 0;
   }
 
+  async healthz(): Promise<number> {
+    const response = await fetch(`${this.baseUrl}/healthz`, { signal: AbortSignal.timeout(5000) });
+    await response.arrayBuffer();
+    return response.status;
+  }
+
   async readyz(): Promise<{ status: number; body: { status: string; reasons: string[] } }> {
     const response = await fetch(`${this.baseUrl}/readyz`, { signal: AbortSignal.timeout(5000) });
     return { status: response.status, body: (await response.json()) as { status: string; reasons: string[] } };
@@ -276,6 +282,12 @@ export class EngineProbe {
   /** Successful completions of external tasks in the history, with the worker that completed each. */
   async successLogs(processInstanceId: string): Promise<{ externalTaskId: string; workerId: string }[]> {
     return this.rest.call('GET', `/history/external-task-log?processInstanceId=${processInstanceId}&successLog=true`);
+  }
+
+  /** Deletes the deployments named `name`, cascading to their instances and history. */
+  async deleteDeployments(name: string): Promise<void> {
+    const deployments = await this.rest.call<{ id: string }[]>('GET', `/deployment?name=${encodeURIComponent(name)}`);
+    for (const d of deployments) await this.rest.call('DELETE', `/deployment/${d.id}?cascade=true&skipCustomListeners=true&skipIoMappings=true`);
   }
 
   /** Starts `count` instances of `key`, a few at a time; returns their ids. */
