@@ -10,12 +10,12 @@ function int(name: string, fallback: number, min = 1): number {
   return value;
 }
 
-function list(name: string, allowed: readonly string[], fallback: readonly string[]): string[] {
+function list<T extends string>(name: string, allowed: readonly T[], fallback: readonly T[]): T[] {
   const text = process.env[name];
   if (text === undefined || text === '') return [...fallback];
   const items = text.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const item of items) if (!allowed.includes(item)) throw new Error(`${name}: unknown '${item}' (allowed: ${allowed.join(', ')})`);
-  return items;
+  for (const item of items) if (!(allowed as readonly string[]).includes(item)) throw new Error(`${name}: unknown '${item}' (allowed: ${allowed.join(', ')})`);
+  return items as T[];
 }
 
 /** `K=V K=V` → env: worker settings to try (e.g. `POLL_INTERVAL_MS=0`), applied to every sandbox worker here. */

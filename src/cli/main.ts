@@ -88,21 +88,28 @@ program
 async function runWorker(config: WorkerConfig): Promise<void> {
   const logger = createLogger(config.logLevel);
   const worker = new Worker(config, logger);
-  await worker.start();
-  const port = worker.telemetryServer ? serverPort(worker.telemetryServer) : config.metricsPort;
-  logger.info({ camundaUrl: config.camundaUrl, metricsPort: port }, 'worker started');
 
+  // Signals are handled from the first moment: as PID 1 in a container, a
+  // stop that arrives while the worker starts must not be ignored.
+  const starting = worker.start();
   const onSignal = (signal: NodeJS.Signals) => {
-    worker.stop(`received ${signal}`).then(
-      () => logger.flush(() => process.exit(0)),
-      (err: Error) => {
-        logger.error({ err: err.message }, 'stop failed');
-        logger.flush(() => process.exit(EXIT_FAILED));
-      },
-    );
+    starting
+      .catch(() => undefined)
+      .then(() => worker.stop(`received ${signal}`))
+      .then(
+        () => logger.flush(() => process.exit(0)),
+        (err: Error) => {
+          logger.error({ err: err.message }, 'stop failed');
+          logger.flush(() => process.exit(EXIT_FAILED));
+        },
+      );
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+
+  await starting;
+  const port = worker.telemetryServer ? serverPort(worker.telemetryServer) : config.metricsPort;
+  logger.info({ camundaUrl: config.camundaUrl, metricsPort: port }, 'worker started');
 }
 
 try {

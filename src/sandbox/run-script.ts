@@ -50,6 +50,10 @@ export async function runScript(
   const references: ivm.Reference[] = [];
   let reusable = false;
   let scriptStarted = false;
+  // An async answer the script did not await arrives after the task, into
+  // whatever the isolate runs next, outside this task's limits: an isolate
+  // that served an async call is never reused.
+  let asyncCalls = 0;
   const guard = new ExecutionGuard(isolate, job.limits.wallMs, job.limits.cpuMs);
 
   try {
@@ -65,12 +69,13 @@ export async function runScript(
     references.push(install);
     const run = await install.apply(
       undefined,
-      [...hostCallbacks(hosts, redactor, emit), inputJson],
+      [...hostCallbacks(hosts, redactor, emit, () => asyncCalls++), inputJson],
       { result: { reference: true } },
     );
     references.push(run);
     // From here the script shares the realm that writes the outcome: if `run`
-    // rejects (say, an Object.prototype.toJSON that throws), the script did it.
+    // rejects (an unhandled promise rejection, or an Object.prototype.toJSON
+    // that throws while the outcome is written), the script did it.
     scriptStarted = true;
     const text = await run.apply(undefined, [job.source, job.filename], {
       result: { promise: true, copy: true },
@@ -86,7 +91,7 @@ export async function runScript(
       return redactor.redactOutcome({
         kind: 'error',
         name: 'SandboxOutputError',
-        message: `the script broke the sandbox's outcome reporting: ${errorMessage(err)}`,
+        message: `the script left an error outside its own code (an unhandled promise rejection, or a built-in such as Object.prototype.toJSON made to throw): ${errorMessage(err)}`,
         policyViolation: false,
         outputTooLarge: true,
       });
@@ -100,7 +105,7 @@ export async function runScript(
       for (const reference of references) reference.release();
       context?.release();
     }
-    pool.release(pooled, reusable && !guard.breach);
+    pool.release(pooled, reusable && !guard.breach && asyncCalls === 0);
   }
 }
 
@@ -169,6 +174,7 @@ function hostCallbacks(
   hosts: Map<string, CapabilityHost>,
   redactor: Redactor,
   emit: (event: ExecutionEvent) => void,
+  onAsyncCall: () => void,
 ): (ivm.Callback | ivm.Reference)[] {
   const refuse = (capability: string, name: string, err: unknown): Envelope => {
     emit({ kind: 'blocked', capability, name });
@@ -195,6 +201,7 @@ function hostCallbacks(
   };
 
   const callAsync = async (capability: unknown, method: unknown, args: unknown): Promise<Envelope> => {
+    onAsyncCall();
     const host = hosts.get(String(capability));
     if (!host?.callAsync || !Array.isArray(args)) return { error: `${String(capability)} has no such method` };
     try {

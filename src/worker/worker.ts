@@ -226,13 +226,22 @@ export class Worker {
     }
 
     // The client polls at a fixed interval; while the engine fails, back off.
-    const options = (client as unknown as { options: { interval: number } }).options;
+    // The client reads its interval when a poll starts, so an interval raised
+    // on an error would still be waited after the next success (up to 30 s of
+    // idling once the engine is back): hold the next poll back instead. The
+    // client schedules its next poll through `this.poll`, i.e. through this wrapper.
+    let backoffMs = 0;
+    const poll = (client as unknown as { poll: () => Promise<void> }).poll;
+    (client as unknown as { poll: () => void }).poll = () => {
+      if (backoffMs === 0) void poll();
+      else setTimeout(() => void poll(), backoffMs);
+    };
     client.on('poll:success', () => {
-      options.interval = this.config.pollIntervalMs;
+      backoffMs = 0;
     });
     client.on('poll:error', (err: unknown) => {
-      options.interval = Math.min(Math.max(options.interval * 2, 500), MAX_POLL_BACKOFF_MS);
-      this.logger.warn({ err: errorMessage(err), retryInMs: options.interval }, 'fetch-and-lock failed');
+      backoffMs = Math.min(Math.max(backoffMs * 2, 500), MAX_POLL_BACKOFF_MS);
+      this.logger.warn({ err: errorMessage(err), retryInMs: backoffMs }, 'fetch-and-lock failed');
     });
     client.on('handler:error', (err: unknown) => this.logger.error({ err: errorMessage(err) }, 'task handler error'));
   }

@@ -136,6 +136,12 @@ describe.skipIf(!postgresReachable)('a worker whose engine goes down and comes b
     expect(await engine.externalTasks(`topicName=${topic}`)).toEqual([]);
     expect(w.alive).toBe(true);
 
+    // Once the engine answers again the worker polls at its normal pace: no idle backoff pause between
+    // the tasks it completes after the restart.
+    const doneAfter = w.logs.filter((e) => e.msg === 'task done' && e['outcome'] === 'completed' && e.receivedAt >= up).map((e) => e.receivedAt);
+    const drainAfterMs = Math.max(...doneAfter) - Math.min(...doneAfter);
+    expect(drainAfterMs).toBeLessThan(15_000);
+
     // Backed off: a handful of failed fetches over the whole outage, not one per poll interval.
     expect(outageErrors).toBeGreaterThanOrEqual(3);
     expect(outageErrors).toBeLessThan(Math.max(10, outageMs / 1000));
@@ -144,7 +150,8 @@ describe.skipIf(!postgresReachable)('a worker whose engine goes down and comes b
     console.log(
       `[outage] engine down ${(outageMs / 1000).toFixed(1)} s (restart took ${((up - restartStarted) / 1000).toFixed(1)} s); ` +
         `/readyz 503 after ${notReadyMs} ms; ${outageErrors} failed fetches during the outage (timeline ${timeline.join(' ')}); ` +
-        `/readyz 200 ${readyAgainMs} ms and all ${instances} instances completed ${recoveredMs} ms after the engine was back; ` +
+        `/readyz 200 ${readyAgainMs} ms and all ${instances} instances completed ${recoveredMs} ms after the engine was back ` +
+        `(first to last completion after it: ${drainAfterMs} ms); ` +
         `0 lost; reports retried ${reportRetries}x, given up as lock_lost ${lockLost}x (their tasks ran again)`,
     );
   }, 240_000);
