@@ -7,7 +7,13 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { getQuickJS, shouldInterruptAfterDeadline, type QuickJSHandle } from 'quickjs-emscripten';
 
 import type { ScriptJob } from '../src/sandbox/job.ts';
-import { completedResult, PRELUDE_FILENAME, PRELUDE_SOURCE, preludeInput, vmRunner } from './prelude-host.ts';
+import {
+  completedResult,
+  PRELUDE_FILENAME,
+  PRELUDE_SOURCE,
+  preludeInput,
+  vmRunner,
+} from './prelude-host.ts';
 
 export type ThreadEngine = 'vm' | 'quickjs';
 
@@ -49,14 +55,25 @@ async function quickjsRunner(memoryMb: number, wallMs: number): Promise<RunOnce>
     const handles: QuickJSHandle[] = [];
     const keep = (handle: QuickJSHandle) => (handles.push(handle), handle);
     try {
-      const install = keep(context.unwrapResult(context.evalCode(PRELUDE_SOURCE, PRELUDE_FILENAME)));
+      const install = keep(
+        context.unwrapResult(context.evalCode(PRELUDE_SOURCE, PRELUDE_FILENAME)),
+      );
       const refuseFn = keep(context.newFunction('hostCall', () => context.undefined));
       const notifyFn = keep(context.newFunction('hostNotify', () => context.undefined));
       const input = keep(context.newString(preludeInput(job)));
-      const run = keep(context.unwrapResult(context.callFunction(install, context.undefined, refuseFn, refuseFn, notifyFn, input)));
+      const run = keep(
+        context.unwrapResult(
+          context.callFunction(install, context.undefined, refuseFn, refuseFn, notifyFn, input),
+        ),
+      );
       const promise = keep(
         context.unwrapResult(
-          context.callFunction(run, context.undefined, keep(context.newString(job.source)), keep(context.newString(job.filename))),
+          context.callFunction(
+            run,
+            context.undefined,
+            keep(context.newString(job.source)),
+            keep(context.newString(job.filename)),
+          ),
         ),
       );
       runtime.executePendingJobs();
@@ -77,7 +94,10 @@ async function quickjsRunner(memoryMb: number, wallMs: number): Promise<RunOnce>
 
 const init = workerData as ThreadInit;
 const anyJob = Object.values(init.jobs)[0]!;
-const runOnce = init.engine === 'vm' ? vmRunner() : await quickjsRunner(anyJob.limits.memoryMb, anyJob.limits.wallMs);
+const runOnce =
+  init.engine === 'vm'
+    ? vmRunner()
+    : await quickjsRunner(anyJob.limits.memoryMb, anyJob.limits.wallMs);
 
 parentPort!.on('message', async (request: MeasureRequest) => {
   const job = init.jobs[request.script]!;
@@ -90,7 +110,12 @@ parentPort!.on('message', async (request: MeasureRequest) => {
     result = completedResult(await runOnce(job));
     latenciesMs.push(performance.now() - t);
   } while (performance.now() < end);
-  const reply: MeasureReply = { count: latenciesMs.length, elapsedMs: performance.now() - started, latenciesMs, result };
+  const reply: MeasureReply = {
+    count: latenciesMs.length,
+    elapsedMs: performance.now() - started,
+    latenciesMs,
+    result,
+  };
   parentPort!.postMessage(reply);
 });
 parentPort!.postMessage('ready');

@@ -31,18 +31,26 @@ const client = new Client({
   baseUrl: settings.baseUrl,
   workerId: `bench-bare-${process.pid}`,
   maxTasks: settings.maxTasks,
-  ...(settings.maxParallelExecutions === undefined ? {} : { maxParallelExecutions: settings.maxParallelExecutions }),
+  ...(settings.maxParallelExecutions === undefined
+    ? {}
+    : { maxParallelExecutions: settings.maxParallelExecutions }),
   interval: settings.intervalMs,
   asyncResponseTimeout: settings.asyncResponseTimeoutMs,
   autoPoll: false,
 });
 
-client.subscribe(settings.topic, { lockDuration: settings.lockDurationMs, includeExtensionProperties: true }, async ({ task, taskService }) => {
-  const variables = new Variables();
-  for (const [name, typed] of Object.entries(settings.variables)) variables.setTyped(name, typed);
-  await taskService.complete(task, variables);
-});
-client.on('complete:error', (_task: unknown, err: unknown) => process.stderr.write(`complete failed: ${String(err)}\n`));
+client.subscribe(
+  settings.topic,
+  { lockDuration: settings.lockDurationMs, includeExtensionProperties: true },
+  async ({ task, taskService }) => {
+    const variables = new Variables();
+    for (const [name, typed] of Object.entries(settings.variables)) variables.setTyped(name, typed);
+    await taskService.complete(task, variables);
+  },
+);
+client.on('complete:error', (_task: unknown, err: unknown) =>
+  process.stderr.write(`complete failed: ${String(err)}\n`),
+);
 client.on('poll:error', (err: unknown) => process.stderr.write(`poll failed: ${String(err)}\n`));
 
 client.start();

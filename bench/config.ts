@@ -6,15 +6,21 @@ function int(name: string, fallback: number, min = 1): number {
   const text = process.env[name];
   if (text === undefined || text === '') return fallback;
   const value = Number(text);
-  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}, got '${text}'`);
+  if (!Number.isInteger(value) || value < min)
+    throw new Error(`${name} must be an integer >= ${min}, got '${text}'`);
   return value;
 }
 
 function list<T extends string>(name: string, allowed: readonly T[], fallback: readonly T[]): T[] {
   const text = process.env[name];
   if (text === undefined || text === '') return [...fallback];
-  const items = text.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const item of items) if (!(allowed as readonly string[]).includes(item)) throw new Error(`${name}: unknown '${item}' (allowed: ${allowed.join(', ')})`);
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const item of items)
+    if (!(allowed as readonly string[]).includes(item))
+      throw new Error(`${name}: unknown '${item}' (allowed: ${allowed.join(', ')})`);
   return items as T[];
 }
 
@@ -29,13 +35,15 @@ function workerEnv(text: string | undefined): Record<string, string> {
   return env;
 }
 
-export const PARTS = ['alone', 'e2e', 'memory'] as const;
+export const PARTS = ['alone', 'e2e', 'memory', 'profile'] as const;
+/** The profile is for developers: on request only (BENCH_ONLY=profile). */
+const DEFAULT_PARTS = ['alone', 'e2e', 'memory'] as const;
 export type Part = (typeof PARTS)[number];
 export const E2E_CONTENDERS = ['sandbox', 'bare', 'bare-same-client', 'inline'] as const;
 export type E2eContender = (typeof E2E_CONTENDERS)[number];
 
 export interface BenchConfig {
-  /** Parts to run (BENCH_ONLY=alone,e2e,memory). */
+  /** Parts to run (BENCH_ONLY=alone,e2e,memory,profile; default all but profile). */
   parts: Part[];
   /** An engine to use instead of starting one (BENCH_CAMUNDA_URL); it is left running. */
   camundaUrl: string | undefined;
@@ -43,6 +51,8 @@ export interface BenchConfig {
   enginePort: number | undefined;
   /** Worker settings for every sandbox worker of the run (BENCH_WORKER_ENV="POLL_INTERVAL_MS=0 MAX_PARALLEL=16"). */
   workerEnv: Record<string, string>;
+  /** Run the end-to-end worker compiled (as shipped, default) or from its .ts sources (BENCH_WORKER_FROM=dist|src). */
+  workerFrom: 'dist' | 'src';
   alone: {
     rounds: number;
     /** Length of one measurement window, per contender, script and mode. */
@@ -59,8 +69,10 @@ export interface BenchConfig {
     concurrency: number;
     /** Instances started but not ended, at most (keeps the engine's queue short and steady). */
     inflight: number;
-    /** Instances per contender per round in the latency phase (one at a time). */
+    /** Instances per contender per round in the latency phase. */
     latencySamples: number;
+    /** Their mean arrival rate per second (random arrivals). */
+    latencyRate: number;
     /** Instances per contender before round 1, not measured (JIT, GraalJS, pools). */
     warmup: number;
   };
@@ -74,10 +86,11 @@ export function loadBenchConfig(): BenchConfig {
   const cores = availableParallelism();
   const port = process.env['BENCH_ENGINE_PORT'];
   return {
-    parts: list('BENCH_ONLY', PARTS, PARTS),
+    parts: list('BENCH_ONLY', PARTS, DEFAULT_PARTS),
     camundaUrl: process.env['BENCH_CAMUNDA_URL'] || undefined,
     enginePort: port ? int('BENCH_ENGINE_PORT', 0) : undefined,
     workerEnv: workerEnv(process.env['BENCH_WORKER_ENV']),
+    workerFrom: list('BENCH_WORKER_FROM', ['dist', 'src'] as const, ['dist'])[0]!,
     alone: {
       rounds: int('BENCH_ROUNDS', 5),
       windowMs: int('BENCH_ALONE_MS', 1000, 100),
@@ -90,6 +103,7 @@ export function loadBenchConfig(): BenchConfig {
       concurrency: int('BENCH_E2E_CONCURRENCY', 8),
       inflight: int('BENCH_E2E_INFLIGHT', 32),
       latencySamples: int('BENCH_E2E_LATENCY_SAMPLES', 40),
+      latencyRate: int('BENCH_E2E_LATENCY_RATE', 8),
       warmup: int('BENCH_E2E_WARMUP', 60, 0),
     },
     memory: {

@@ -16,9 +16,10 @@
 //   short and steady instead of piling N tasks up front. Instances per
 //   second are taken from the engine's own history clock: N / (last endTime
 //   − first startTime), which is blind to how often we poll for the end;
-// - latency: M instances one at a time, each started once the last ended, so
-//   that no instance waits behind another: start-to-end as a user sees it on
-//   an unloaded path, from history (durationInMillis = endTime − startTime).
+// - latency: M instances arriving at random at a low rate R (the same
+//   arrival times for every contender of a round), start-to-end as a user
+//   sees it under a light load, from history (durationInMillis = endTime −
+//   startTime); p50 and p99 over the samples of all rounds.
 //
 // Instances of a phase are told apart by business key; a run's process
 // definitions and topics carry a random suffix, so a shared engine is safe.
@@ -31,6 +32,8 @@ import type { EngineRest } from '../src/engine-harness/engine-rest.ts';
 import type { TypedVariables } from '../src/variables/camunda.ts';
 import type { BenchConfig, E2eContender } from './config.ts';
 import type { BareWorkerSettings } from './bare-worker.ts';
+import { startCpuMeter, type CpuRoles } from './cpu.ts';
+import { enginePid } from './engine.ts';
 import { benchJob, completionVariables, defaultPolicy, ROOT } from './prelude-host.ts';
 import { LIGHT_SCRIPT, LIGHT_VARIABLES, SCRIPTS } from './scripts.ts';
 import { median, quantile, rotate, sleep } from './stats.ts';
@@ -51,6 +54,8 @@ export interface E2eCell {
   /** Median start-to-end in the throughput phase (W in flight): queueing included. */
   loadedP50Ms: number;
   rounds: number[];
+  /** CPU time per instance in the throughput phase, ms, by party (engine, worker, executors, driver). */
+  cpuMsPerInstance: Record<string, number>;
 }
 
 export interface E2eSummary {
@@ -60,6 +65,7 @@ export interface E2eSummary {
     concurrency: number;
     inflight: number;
     latencySamples: number;
+    latencyRate: number;
     rounds: number;
     worker: string;
     bare: string;
@@ -71,7 +77,7 @@ export interface E2eSummary {
     sandboxVsBareSameClient?: number;
     bareSameClientVsBare?: number;
     sandboxVsInline?: number;
-    /** Median over rounds of sandbox p50 − inline p50 (latency phase), ms. */
+    /** Median over rounds of the in-round sandbox p50 − inline p50 (latency phase), ms. */
     addedP50Ms?: number;
   };
 }
@@ -89,16 +95,28 @@ interface HistoricInstance {
   state: string;
 }
 
-async function history(engine: EngineRest, key: string, businessKey: string, expected: number): Promise<HistoricInstance[]> {
+async function history(
+  engine: EngineRest,
+  key: string,
+  businessKey: string,
+  expected: number,
+): Promise<HistoricInstance[]> {
   const rows = await engine.call<HistoricInstance[]>(
     'GET',
     `/history/process-instance?processDefinitionKey=${key}&processInstanceBusinessKey=${businessKey}&finished=true&firstResult=0&maxResults=${expected}`,
   );
-  if (rows.length !== expected) throw new Error(`${key}/${businessKey}: ${rows.length} of ${expected} instances in the history`);
+  if (rows.length !== expected)
+    throw new Error(
+      `${key}/${businessKey}: ${rows.length} of ${expected} instances in the history`,
+    );
   return rows;
 }
 
-async function finishedCount(engine: EngineRest, key: string, businessKey: string): Promise<number> {
+async function finishedCount(
+  engine: EngineRest,
+  key: string,
+  businessKey: string,
+): Promise<number> {
   const { count } = await engine.call<{ count: number }>(
     'GET',
     `/history/process-instance/count?processDefinitionKey=${key}&processInstanceBusinessKey=${businessKey}&finished=true`,
@@ -141,10 +159,14 @@ export async function driveInstances(
       }
       started += 1;
       try {
-        const instance = await engine.call<{ id: string; ended: boolean }>('POST', `/process-definition/key/${key}/start`, {
-          variables,
-          businessKey,
-        });
+        const instance = await engine.call<{ id: string; ended: boolean }>(
+          'POST',
+          `/process-definition/key/${key}/start`,
+          {
+            variables,
+            businessKey,
+          },
+        );
         if (instance.ended) endedByStart += 1;
       } catch (err) {
         failure ??= err;
@@ -154,12 +176,17 @@ export async function driveInstances(
   const poller = async () => {
     while (ended() < options.instances && failure === undefined) {
       if (Date.now() > deadline) {
-        failure = new Error(`${key}: ${ended()} of ${options.instances} instances ended within ${options.timeoutMs} ms`);
+        failure = new Error(
+          `${key}: ${ended()} of ${options.instances} instances ended within ${options.timeoutMs} ms`,
+        );
         break;
       }
       options.onTick?.();
       // Inline instances end inside their start request: no need to ask.
-      if (started > endedByStart) endedPolled = await finishedCount(engine, key, businessKey).catch((err) => ((failure ??= err), 0));
+      if (started > endedByStart)
+        endedPolled = await finishedCount(engine, key, businessKey).catch(
+          (err) => ((failure ??= err), 0),
+        );
       await sleep(20);
     }
   };
@@ -171,36 +198,76 @@ export async function driveInstances(
   const last = Math.max(...rows.map((r) => engineTime(r.endTime!)));
   return {
     perSecond: (options.instances / Math.max(1, last - first)) * 1000,
-    latenciesMs: rows.map((r) => r.durationInMillis ?? engineTime(r.endTime!) - engineTime(r.startTime)),
+    latenciesMs: rows.map(
+      (r) => r.durationInMillis ?? engineTime(r.endTime!) - engineTime(r.startTime),
+    ),
   };
 }
 
-/** M instances one after another: each starts when the previous one has ended. */
-async function latencyPhase(engine: EngineRest, key: string, businessKey: string, samples: number): Promise<number[]> {
+/** A small seeded generator (mulberry32): every contender gets the same arrival times in a round. */
+function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * M instances arriving at random (exponential gaps, mean 1/rate), each
+ * started on time whether or not the earlier ones have ended: a light,
+ * steady load. Random arrivals, not one-after-the-other: a closed loop would
+ * start each instance right after the last one ended, i.e. always in the
+ * pause a worker takes after a fetch, and so measure that pause every time.
+ */
+async function latencyPhase(
+  engine: EngineRest,
+  key: string,
+  businessKey: string,
+  samples: number,
+  ratePerSecond: number,
+  seed: number,
+): Promise<number[]> {
+  const random = seeded(seed);
+  const starts: Promise<unknown>[] = [];
+  let due = performance.now();
   for (let i = 0; i < samples; i++) {
-    const instance = await engine.call<{ id: string; ended: boolean }>('POST', `/process-definition/key/${key}/start`, {
-      variables: LIGHT_VARIABLES,
-      businessKey,
-    });
-    const deadline = Date.now() + 30_000;
-    let ended = instance.ended;
-    while (!ended) {
-      // Only paces the next start: the latency itself comes from the history clock.
-      await sleep(10);
-      ended = (await engine.historicInstance(instance.id)).state !== 'ACTIVE';
-      if (!ended && Date.now() > deadline) throw new Error(`${key}: instance ${instance.id} did not end within 30 s`);
-    }
+    due += (-Math.log(1 - random()) / ratePerSecond) * 1000;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    starts.push(
+      engine.call('POST', `/process-definition/key/${key}/start`, {
+        variables: LIGHT_VARIABLES,
+        businessKey,
+      }),
+    );
+  }
+  await Promise.all(starts);
+  const deadline = Date.now() + 60_000;
+  while ((await finishedCount(engine, key, businessKey)) < samples) {
+    if (Date.now() > deadline)
+      throw new Error(`${key}: the latency instances did not all end within 60 s`);
+    await sleep(20);
   }
   return (await history(engine, key, businessKey, samples)).map((r) => r.durationInMillis!);
 }
 
 function startBareWorker(settings: BareWorkerSettings): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(ROOT, 'bench', 'bare-worker.ts'), JSON.stringify(settings)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, 'bench', 'bare-worker.ts'), JSON.stringify(settings)],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   return new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`the bare worker exited (${code}) before it was ready`)));
+    child.once('exit', (code) =>
+      reject(new Error(`the bare worker exited (${code}) before it was ready`)),
+    );
     child.stdout!.setEncoding('utf8').once('data', () => resolve(child));
   });
 }
@@ -218,6 +285,8 @@ export interface SandboxSide {
   topic: string;
   /** The configuration the sandbox worker runs with (defaults + BENCH_WORKER_ENV). */
   settings: WorkerConfig;
+  pid: number;
+  executorPids: () => number[];
 }
 
 export async function runEndToEnd(
@@ -227,7 +296,16 @@ export async function runEndToEnd(
   suffix: string,
   progress: (line: string) => void,
 ): Promise<E2eSummary> {
-  const { contenders, rounds, instances, concurrency, inflight, latencySamples, warmup } = config.e2e;
+  const {
+    contenders,
+    rounds,
+    instances,
+    concurrency,
+    inflight,
+    latencySamples,
+    latencyRate,
+    warmup,
+  } = config.e2e;
   const rest = engine.rest;
   const key = (c: E2eContender) => `bench_${c.replace(/-/g, '_')}_${suffix}`;
   const topic = (c: E2eContender) => (c === 'sandbox' ? sandbox.topic : `bench-${c}-${suffix}`);
@@ -236,8 +314,15 @@ export async function runEndToEnd(
     const step =
       c === 'inline'
         ? { kind: 'inline' as const, script: LIGHT_SCRIPT, resultVariable: RESULT_VARIABLE }
-        : { kind: 'sandbox' as const, topic: topic(c), script: LIGHT_SCRIPT, resultVariable: RESULT_VARIABLE };
-    await rest.deploy(key(c), [{ name: `${key(c)}.bpmn`, xml: processModel({ id: key(c), step }) }]);
+        : {
+            kind: 'sandbox' as const,
+            topic: topic(c),
+            script: LIGHT_SCRIPT,
+            resultVariable: RESULT_VARIABLE,
+          };
+    await rest.deploy(key(c), [
+      { name: `${key(c)}.bpmn`, xml: processModel({ id: key(c), step }) },
+    ]);
   }
 
   const light = SCRIPTS.find((s) => s.name === 'light')!;
@@ -269,13 +354,30 @@ export async function runEndToEnd(
     `maxTasks ${s.maxTasks}, parallel cap ${s.maxParallelExecutions ?? 'none'}, poll pause ${s.intervalMs} ms, long poll ${s.asyncResponseTimeoutMs} ms`;
 
   const children: ChildProcess[] = [];
+  const bareChild: Partial<Record<E2eContender, ChildProcess>> = {};
+  // Who uses the cores while a contender runs: the engine (when this machine
+  // runs it), the contender's worker and executors, and this driver.
+  const jvm = enginePid(engine.url);
+  const cpuRoles = (c: E2eContender): CpuRoles => ({
+    engine: () => (jvm === undefined ? [] : [jvm]),
+    ...(c === 'sandbox' ? { worker: () => [sandbox.pid], executors: sandbox.executorPids } : {}),
+    ...(bareChild[c]?.pid === undefined ? {} : { worker: () => [bareChild[c]!.pid!] }),
+    driver: () => [process.pid],
+  });
   try {
     for (const c of contenders) {
-      if (c === 'bare' || c === 'bare-same-client') children.push(await startBareWorker(bareSettings[c]));
+      if (c === 'bare' || c === 'bare-same-client') {
+        children.push((bareChild[c] = await startBareWorker(bareSettings[c])));
+      }
     }
 
     const throughput = (c: E2eContender, bk: string, n: number) =>
-      driveInstances(rest, key(c), bk, LIGHT_VARIABLES, { instances: n, concurrency, inflight, timeoutMs: Math.max(120_000, n * 500) });
+      driveInstances(rest, key(c), bk, LIGHT_VARIABLES, {
+        instances: n,
+        concurrency,
+        inflight,
+        timeoutMs: Math.max(120_000, n * 500),
+      });
 
     // Warm-up, not recorded: the JVM's JIT and GraalJS's first contexts
     // (the very first inline instance takes seconds), the worker's isolate
@@ -283,28 +385,42 @@ export async function runEndToEnd(
     for (const c of contenders) {
       progress(`end to end: warming up ${c}`);
       if (warmup > 0) await throughput(c, 'warmup', warmup);
-      await latencyPhase(rest, key(c), 'warmup-latency', 3);
+      await latencyPhase(rest, key(c), 'warmup-latency', 5, latencyRate, 99);
     }
 
-    const perRound: Record<string, { perSecond: number; p50: number; p99: number; loadedP50: number }[]> = {};
+    const perRound: Record<string, { perSecond: number; p50: number; loadedP50: number; cpu: Record<string, number> }[]> = {};
+    const pooled: Record<string, number[]> = {};
     for (let round = 0; round < rounds; round++) {
       const results: Record<string, PhaseResult> = {};
+      const cpu: Record<string, Record<string, number>> = {};
       for (const c of rotate(contenders, round)) {
         progress(`end to end: round ${round + 1} of ${rounds}: ${c}, ${instances} instances`);
+        const meter = startCpuMeter(cpuRoles(c));
         results[c] = await throughput(c, `r${round}`, instances);
+        cpu[c] = Object.fromEntries(Object.entries(meter()).map(([role, ms]) => [role, ms / instances]));
       }
       const latencies: Record<string, number[]> = {};
       for (const c of rotate(contenders, round)) {
-        progress(`end to end: round ${round + 1} of ${rounds}: ${c}, ${latencySamples} instances one at a time`);
-        latencies[c] = await latencyPhase(rest, key(c), `r${round}-latency`, latencySamples);
+        progress(
+          `end to end: round ${round + 1} of ${rounds}: ${c}, ${latencySamples} instances arriving at ${latencyRate}/s`,
+        );
+        latencies[c] = await latencyPhase(
+          rest,
+          key(c),
+          `r${round}-latency`,
+          latencySamples,
+          latencyRate,
+          round + 1,
+        );
       }
       for (const c of contenders) {
         (perRound[c] ??= []).push({
           perSecond: results[c]!.perSecond,
           p50: quantile(latencies[c]!, 0.5),
-          p99: quantile(latencies[c]!, 0.99),
           loadedP50: quantile(results[c]!.latenciesMs, 0.5),
+          cpu: cpu[c]!,
         });
+        (pooled[c] ??= []).push(...latencies[c]!);
       }
     }
 
@@ -313,15 +429,26 @@ export async function runEndToEnd(
       const list = perRound[c]!;
       cells[c] = {
         perSecond: median(list.map((r) => r.perSecond)),
-        p50Ms: median(list.map((r) => r.p50)),
-        p99Ms: median(list.map((r) => r.p99)),
+        // Percentiles over every round's samples: a p99 needs more than one round's 40.
+        p50Ms: quantile(pooled[c]!, 0.5),
+        p99Ms: quantile(pooled[c]!, 0.99),
         loadedP50Ms: median(list.map((r) => r.loadedP50)),
         rounds: list.map((r) => r.perSecond),
+        cpuMsPerInstance: Object.fromEntries(
+          Object.keys(list[0]!.cpu).map((role) => [role, median(list.map((r) => r.cpu[role] ?? 0))]),
+        ),
       };
     }
-    const inRound = (a: E2eContender, b: E2eContender, f: (x: (typeof perRound)[string][number], y: (typeof perRound)[string][number]) => number) =>
-      perRound[a] && perRound[b] ? median(perRound[a]!.map((x, i) => f(x, perRound[b]![i]!))) : undefined;
-    const ratio = (a: E2eContender, b: E2eContender) => inRound(a, b, (x, y) => x.perSecond / y.perSecond);
+    const inRound = (
+      a: E2eContender,
+      b: E2eContender,
+      f: (x: (typeof perRound)[string][number], y: (typeof perRound)[string][number]) => number,
+    ) =>
+      perRound[a] && perRound[b]
+        ? median(perRound[a]!.map((x, i) => f(x, perRound[b]![i]!)))
+        : undefined;
+    const ratio = (a: E2eContender, b: E2eContender) =>
+      inRound(a, b, (x, y) => x.perSecond / y.perSecond);
 
     return {
       setup: {
@@ -330,6 +457,7 @@ export async function runEndToEnd(
         concurrency,
         inflight,
         latencySamples,
+        latencyRate,
         rounds,
         worker: `MAX_PARALLEL ${w.maxParallel}, ${w.executors} executors, POLL_INTERVAL_MS ${w.pollIntervalMs}, POLL_TIMEOUT_MS ${w.pollTimeoutMs}, LOG_LEVEL ${w.logLevel}`,
         bare: describe(bareSettings.bare),

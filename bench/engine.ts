@@ -4,6 +4,7 @@
 // instances and history, and a fresh clone needs nothing running.
 // BENCH_CAMUNDA_URL points at an existing engine instead, which is left running.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -35,7 +36,10 @@ export function freePort(): Promise<number> {
 function engineScript(args: string[]): Promise<{ code: number | null; stdout: string }> {
   return new Promise((resolve, reject) => {
     // stderr goes to ours: the engine script narrates its build and start there.
-    const child = spawn(process.execPath, [ENGINE_SCRIPT, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [ENGINE_SCRIPT, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let stdout = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.once('error', reject);
@@ -43,7 +47,10 @@ function engineScript(args: string[]): Promise<{ code: number | null; stdout: st
   });
 }
 
-export async function ensureEngine(url: string | undefined, port: number | undefined): Promise<EngineHandle> {
+export async function ensureEngine(
+  url: string | undefined,
+  port: number | undefined,
+): Promise<EngineHandle> {
   if (url) {
     const rest = new EngineRest(url);
     const version = await rest.version();
@@ -52,7 +59,8 @@ export async function ensureEngine(url: string | undefined, port: number | undef
   const chosen = port ?? (await freePort());
   const started = await engineScript(['start', '--port', String(chosen)]);
   const startedUrl = started.stdout.trim().split('\n').pop() ?? '';
-  if (started.code !== 0 || !startedUrl) throw new Error(`the engine did not start on port ${chosen} (see the messages above)`);
+  if (started.code !== 0 || !startedUrl)
+    throw new Error(`the engine did not start on port ${chosen} (see the messages above)`);
   const rest = new EngineRest(startedUrl);
   let stopped: Promise<void> | undefined;
   return {
@@ -60,6 +68,22 @@ export async function ensureEngine(url: string | undefined, port: number | undef
     rest,
     owned: true,
     version: await rest.version(),
-    stop: () => (stopped ??= engineScript(['stop', '--port', String(chosen)]).then(() => undefined)),
+    stop: () =>
+      (stopped ??= engineScript(['stop', '--port', String(chosen)]).then(() => undefined)),
   };
+}
+
+/**
+ * The engine's JVM pid when scripts/engine.mjs started it on this machine
+ * (its pid file), for CPU accounting; undefined for any other engine.
+ */
+export function enginePid(url: string): number | undefined {
+  try {
+    const port = new URL(url).port || '80';
+    const pid = Number(readFileSync(join(ROOT, '.engine', `engine-${port}.pid`), 'utf8').trim());
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes('camunda-sandbox-engine.jar') ? pid : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -59,13 +59,24 @@ export function snapshot(worker: SandboxWorkerProcess, withPss = true): MemorySn
   let totalPssMb: number | undefined;
   if (withPss) {
     const pss = [worker.pid, ...executors].map((pid) => statusKb(pid, 'Pss', 'smaps_rollup'));
-    totalPssMb = pss.every((v) => v !== undefined) ? pss.reduce((a, b) => a! + b!, 0)! / 1024 : undefined;
+    totalPssMb = pss.every((v) => v !== undefined)
+      ? pss.reduce((a, b) => a! + b!, 0)! / 1024
+      : undefined;
   }
-  return { workerRssMb, executorRssMb, totalRssMb: workerRssMb + executorRssMb.reduce((a, b) => a + b, 0), totalPssMb };
+  return {
+    workerRssMb,
+    executorRssMb,
+    totalRssMb: workerRssMb + executorRssMb.reduce((a, b) => a + b, 0),
+    totalPssMb,
+  };
 }
 
 function inFlight(metrics: string, topic: string): number | undefined {
-  const line = metrics.split('\n').find((l) => l.startsWith('camunda_sandbox_tasks_in_flight{') && l.includes(`topic="${topic}"`));
+  const line = metrics
+    .split('\n')
+    .find(
+      (l) => l.startsWith('camunda_sandbox_tasks_in_flight{') && l.includes(`topic="${topic}"`),
+    );
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : undefined;
 }
 
@@ -81,9 +92,17 @@ export async function runMemoryUnderLoad(
 ): Promise<MemorySummary> {
   const key = `bench_heavy_${suffix}`;
   await rest.deploy(key, [
-    { name: `${key}.bpmn`, xml: processModel({ id: key, step: { kind: 'sandbox', topic, script: HEAVY_SCRIPT, resultVariable: 'result' } }) },
+    {
+      name: `${key}.bpmn`,
+      xml: processModel({
+        id: key,
+        step: { kind: 'sandbox', topic, script: HEAVY_SCRIPT, resultVariable: 'result' },
+      }),
+    },
   ]);
-  progress(`memory: ${config.memory.instances} heavy-script instances, ${2 * maxParallel} in flight`);
+  progress(
+    `memory: ${config.memory.instances} heavy-script instances, ${2 * maxParallel} in flight`,
+  );
 
   let peak = snapshot(worker);
   let maxInFlight: number | undefined;
@@ -94,7 +113,8 @@ export async function runMemoryUnderLoad(
     // VmRSS every tick (cheap); Pss (a page-table walk) and the gauge every 5th.
     const withPss = ticks % 5 === 0;
     const now = snapshot(worker, withPss);
-    if (now.totalRssMb > peak.totalRssMb) peak = withPss ? now : { ...now, totalPssMb: snapshot(worker).totalPssMb };
+    if (now.totalRssMb > peak.totalRssMb)
+      peak = withPss ? now : { ...now, totalPssMb: snapshot(worker).totalPssMb };
     if (withPss && !reading) {
       reading = true;
       void worker
@@ -117,5 +137,12 @@ export async function runMemoryUnderLoad(
 
   // Idle again: what the worker keeps (pooled isolates, heaps not yet shrunk).
   await sleep(3000);
-  return { idle, peak, idleAfter: snapshot(worker), maxInFlight, maxParallel, heavyInstances: config.memory.instances };
+  return {
+    idle,
+    peak,
+    idleAfter: snapshot(worker),
+    maxInFlight,
+    maxParallel,
+    heavyInstances: config.memory.instances,
+  };
 }

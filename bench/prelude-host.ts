@@ -11,7 +11,12 @@ import { CAPABILITIES, trapsFor } from '../src/capabilities/registry.ts';
 import { loadPolicyDir } from '../src/policy/load.ts';
 import type { Policy } from '../src/policy/schema.ts';
 import type { ScriptJob } from '../src/sandbox/job.ts';
-import { fromCamundaAll, toCamunda, toCamundaAll, type TypedVariables } from '../src/variables/camunda.ts';
+import {
+  fromCamundaAll,
+  toCamunda,
+  toCamundaAll,
+  type TypedVariables,
+} from '../src/variables/camunda.ts';
 import type { WireValue, WireVariables } from '../src/variables/wire.ts';
 import type { BenchScript } from './scripts.ts';
 
@@ -22,7 +27,10 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
  * isolated-vm, which Node 24 only runs with --no-node-snapshot, and the
  * benchmark's own process has no isolate.
  */
-export const PRELUDE_SOURCE = readFileSync(new URL('../src/sandbox/prelude.isolate.js', import.meta.url), 'utf8');
+export const PRELUDE_SOURCE = readFileSync(
+  new URL('../src/sandbox/prelude.isolate.js', import.meta.url),
+  'utf8',
+);
 export const PRELUDE_FILENAME = 'sandbox-prelude.js';
 
 /** The shipped default policy (sandbox-policies/default.yaml): limits and capabilities of every job here. */
@@ -35,7 +43,8 @@ export function defaultPolicy(): Policy {
 /** A ScriptJob as the worker's task runner builds it for a fetched task. */
 export function benchJob(script: BenchScript, policy: Policy): ScriptJob {
   const capabilities: Record<string, unknown> = {};
-  for (const [name, settings] of Object.entries(policy.capabilities)) if (settings !== undefined) capabilities[name] = settings;
+  for (const [name, settings] of Object.entries(policy.capabilities))
+    if (settings !== undefined) capabilities[name] = settings;
   return {
     taskId: `bench-${script.name}`,
     topic: policy.topics[0]!,
@@ -55,11 +64,18 @@ export function benchJob(script: BenchScript, policy: Policy): ScriptJob {
       topicName: policy.topics[0]!,
     },
     limits: policy.limits,
+    // The end-to-end models have a resultVariable, so the worker keeps the result.
+    wantsResult: true,
     capabilities,
   };
 }
 
-/** The prelude's input, built exactly as src/sandbox/run-script.ts buildInput() builds it (a copy: that one is private). */
+/**
+ * The prelude's input, built exactly as src/sandbox/run-script.ts buildInput()
+ * builds it (a copy: that one is private). Should the two drift apart, the
+ * sandbox-alone part notices: it stops unless every contender returns the
+ * executor's result.
+ */
 export function preludeInput(job: ScriptJob): string {
   const granted = new Set(Object.keys(job.capabilities));
   const shims: Record<string, string> = {};
@@ -69,7 +85,12 @@ export function preludeInput(job: ScriptJob): string {
   }
   return JSON.stringify({
     variables: job.variables,
-    meta: { ...job.meta, policy: job.policy, outputLimit: job.limits.outputBytes },
+    meta: {
+      ...job.meta,
+      policy: job.policy,
+      outputLimit: job.limits.outputBytes,
+      wantsResult: job.wantsResult ?? true,
+    },
     traps: trapsFor(granted),
     capabilities: shims,
     capabilityNames: Object.fromEntries([...CAPABILITIES.keys()].map((name) => [name, true])),
@@ -84,7 +105,8 @@ export function preludeInput(job: ScriptJob): string {
 export function completedResult(outcomeJson: unknown): unknown {
   if (typeof outcomeJson !== 'string') throw new Error('the prelude returned no outcome');
   const outcome = JSON.parse(outcomeJson) as { kind: string; result?: unknown; message?: string };
-  if (outcome.kind !== 'completed') throw new Error(`the script did not complete: ${outcomeJson.slice(0, 300)}`);
+  if (outcome.kind !== 'completed')
+    throw new Error(`the script did not complete: ${outcomeJson.slice(0, 300)}`);
   return outcome.result;
 }
 
@@ -105,7 +127,9 @@ export function vmRunner(): (job: ScriptJob) => Promise<string> {
   const prelude = new vm.Script(PRELUDE_SOURCE, { filename: PRELUDE_FILENAME });
   return async (job) => {
     const context = vm.createContext(vm.constants.DONT_CONTEXTIFY);
-    const install = prelude.runInContext(context) as (...args: unknown[]) => (source: string, filename: string) => Promise<string>;
+    const install = prelude.runInContext(context) as (
+      ...args: unknown[]
+    ) => (source: string, filename: string) => Promise<string>;
     const run = install(refuse, refuse, () => {}, preludeInput(job));
     return run(job.source, job.filename);
   };
@@ -117,10 +141,19 @@ export function vmRunner(): (job: ScriptJob) => Promise<string> {
  * worker completes with the same, so that the engine does the same work for
  * both and the difference between them is the sandbox's own.
  */
-export async function completionVariables(job: ScriptJob, resultVariable: string): Promise<TypedVariables> {
-  const outcome = JSON.parse(await vmRunner()(job)) as { kind: string; result?: WireValue; variables: WireVariables };
-  if (outcome.kind !== 'completed') throw new Error(`the ${job.filename} script does not complete in node:vm`);
+export async function completionVariables(
+  job: ScriptJob,
+  resultVariable: string,
+): Promise<TypedVariables> {
+  const outcome = JSON.parse(await vmRunner()(job)) as {
+    kind: string;
+    result?: WireValue;
+    variables: WireVariables;
+  };
+  if (outcome.kind !== 'completed')
+    throw new Error(`the ${job.filename} script does not complete in node:vm`);
   const typed = toCamundaAll(outcome.variables);
-  if (outcome.result !== undefined) typed[resultVariable] = toCamunda(resultVariable, outcome.result);
+  if (outcome.result !== undefined)
+    typed[resultVariable] = toCamunda(resultVariable, outcome.result);
   return typed;
 }

@@ -53,7 +53,10 @@ export interface AloneSummary {
   /** cells[script][contender][mode] */
   cells: Record<string, Record<AloneContender, Record<AloneMode, AloneCell>>>;
   /** Median over rounds of the in-round ratio executor/other, both cores busy. */
-  ratios: Record<string, { vsQuickjs: number; vsVm: number; vsQuickjsSingle: number; vsVmSingle: number }>;
+  ratios: Record<
+    string,
+    { vsQuickjs: number; vsVm: number; vsQuickjsSingle: number; vsVmSingle: number }
+  >;
 }
 
 /** Measures one contender for one window. */
@@ -63,10 +66,17 @@ interface Runner {
   close(): Promise<void>;
 }
 
-function executorRunner(pool: ExecutorPool, jobs: Record<string, ScriptJob>, lanes: number): Runner {
+function executorRunner(
+  pool: ExecutorPool,
+  jobs: Record<string, ScriptJob>,
+  lanes: number,
+): Runner {
   const once = async (job: ScriptJob) => {
     const outcome = await pool.run(job);
-    if (outcome.kind !== 'completed') throw new Error(`the executor did not complete the ${job.filename}: ${JSON.stringify(outcome)}`);
+    if (outcome.kind !== 'completed')
+      throw new Error(
+        `the executor did not complete the ${job.filename}: ${JSON.stringify(outcome)}`,
+      );
     return outcome.result;
   };
   return {
@@ -93,10 +103,16 @@ function executorRunner(pool: ExecutorPool, jobs: Record<string, ScriptJob>, lan
   };
 }
 
-async function threadRunner(engine: ThreadEngine, jobs: Record<string, ScriptJob>, count: number): Promise<Runner> {
+async function threadRunner(
+  engine: ThreadEngine,
+  jobs: Record<string, ScriptJob>,
+  count: number,
+): Promise<Runner> {
   const threads = await Promise.all(
     Array.from({ length: count }, async () => {
-      const thread = new Thread(new URL('./alone-thread.ts', import.meta.url), { workerData: { engine, jobs } });
+      const thread = new Thread(new URL('./alone-thread.ts', import.meta.url), {
+        workerData: { engine, jobs },
+      });
       await new Promise<void>((resolve, reject) => {
         thread.once('message', () => resolve());
         thread.once('error', reject);
@@ -120,7 +136,13 @@ async function threadRunner(engine: ThreadEngine, jobs: Record<string, ScriptJob
       const replies = await Promise.all(busy.map((t) => ask(t, script, windowMs)));
       const count = replies.reduce((sum, r) => sum + r.count, 0);
       const elapsed = Math.max(...replies.map((r) => r.elapsedMs));
-      return { perSecond: (count / elapsed) * 1000, p50Ms: quantile(replies.flatMap((r) => r.latenciesMs), 0.5) };
+      return {
+        perSecond: (count / elapsed) * 1000,
+        p50Ms: quantile(
+          replies.flatMap((r) => r.latenciesMs),
+          0.5,
+        ),
+      };
     },
     result: async (script) => (await ask(threads[0]!, script, 1)).result,
     close: async () => {
@@ -129,7 +151,10 @@ async function threadRunner(engine: ThreadEngine, jobs: Record<string, ScriptJob
   };
 }
 
-export async function runSandboxAlone(config: BenchConfig, progress: (line: string) => void): Promise<AloneSummary> {
+export async function runSandboxAlone(
+  config: BenchConfig,
+  progress: (line: string) => void,
+): Promise<AloneSummary> {
   const { rounds, windowMs, threads } = config.alone;
   const policy = defaultPolicy();
   const jobs = Object.fromEntries(SCRIPTS.map((s) => [s.name, benchJob(s, policy)]));
@@ -139,7 +164,12 @@ export async function runSandboxAlone(config: BenchConfig, progress: (line: stri
   // but never started, so it neither polls nor serves metrics.
   const scratch = mkdtempSync(join(tmpdir(), 'sandbox-bench-'));
   const workerConfig = loadConfig(
-    { policiesDir: join(ROOT, 'sandbox-policies'), scriptsDir: scratch, metricsPort: 0, logLevel: 'silent' },
+    {
+      policiesDir: join(ROOT, 'sandbox-policies'),
+      scriptsDir: scratch,
+      metricsPort: 0,
+      logLevel: 'silent',
+    },
     config.workerEnv,
   );
   const worker = new Worker(workerConfig, createLogger('silent'));
@@ -154,14 +184,18 @@ export async function runSandboxAlone(config: BenchConfig, progress: (line: stri
   try {
     // Same answer everywhere, or the comparison is void.
     for (const script of SCRIPTS) {
-      const answers = await Promise.all(ALONE_CONTENDERS.map(async (c) => JSON.stringify(await runners[c].result(script.name))));
-      if (new Set(answers).size !== 1) throw new Error(`the ${script.name} script answers differently: ${answers.join(' / ')}`);
+      const answers = await Promise.all(
+        ALONE_CONTENDERS.map(async (c) => JSON.stringify(await runners[c].result(script.name))),
+      );
+      if (new Set(answers).size !== 1)
+        throw new Error(`the ${script.name} script answers differently: ${answers.join(' / ')}`);
     }
 
     // Warm-up, not recorded: JIT, isolate pools, QuickJS's wasm module.
     progress('sandbox alone: warming up');
     for (const script of SCRIPTS) {
-      for (const c of ALONE_CONTENDERS) await runners[c].measure(script.name, 'parallel', Math.min(500, windowMs));
+      for (const c of ALONE_CONTENDERS)
+        await runners[c].measure(script.name, 'parallel', Math.min(500, windowMs));
     }
 
     const windows: Record<string, Record<string, Window[]>> = {};
@@ -184,13 +218,24 @@ export async function runSandboxAlone(config: BenchConfig, progress: (line: stri
       const byKey = windows[script.name]!;
       const cell = (c: AloneContender, m: AloneMode): AloneCell => {
         const list = byKey[key(c, m)]!;
-        return { perSecond: median(list.map((w) => w.perSecond)), p50Ms: median(list.map((w) => w.p50Ms)), rounds: list.map((w) => w.perSecond) };
+        return {
+          perSecond: median(list.map((w) => w.perSecond)),
+          p50Ms: median(list.map((w) => w.p50Ms)),
+          rounds: list.map((w) => w.perSecond),
+        };
       };
       cells[script.name] = Object.fromEntries(
-        ALONE_CONTENDERS.map((c) => [c, { parallel: cell(c, 'parallel'), single: cell(c, 'single') }]),
+        ALONE_CONTENDERS.map((c) => [
+          c,
+          { parallel: cell(c, 'parallel'), single: cell(c, 'single') },
+        ]),
       ) as Record<AloneContender, Record<AloneMode, AloneCell>>;
       const ratio = (other: AloneContender, mode: AloneMode) =>
-        median(byKey[key('executor', mode)]!.map((w, i) => w.perSecond / byKey[key(other, mode)]![i]!.perSecond));
+        median(
+          byKey[key('executor', mode)]!.map(
+            (w, i) => w.perSecond / byKey[key(other, mode)]![i]!.perSecond,
+          ),
+        );
       ratios[script.name] = {
         vsQuickjs: ratio('quickjs', 'parallel'),
         vsVm: ratio('vm', 'parallel'),
@@ -199,7 +244,12 @@ export async function runSandboxAlone(config: BenchConfig, progress: (line: stri
       };
     }
     return {
-      setup: { executors: workerConfig.executors, lanes: workerConfig.maxParallel, threads, policy: policy.name },
+      setup: {
+        executors: workerConfig.executors,
+        lanes: workerConfig.maxParallel,
+        threads,
+        policy: policy.name,
+      },
       cells,
       ratios,
     };

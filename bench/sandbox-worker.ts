@@ -5,7 +5,16 @@
 // with the load generator's event loop), and its resident memory and its
 // executors' can be read from /proc without the benchmark's own heap in them.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -20,6 +29,8 @@ export interface SandboxWorkerOptions {
   topic: string;
   /** Extra worker settings (BENCH_WORKER_ENV). */
   env: Record<string, string>;
+  /** The CLI entry to run: the compiled dist/cli/main.js (as shipped) or src/cli/main.ts. */
+  main: string;
 }
 
 export class SandboxWorkerProcess {
@@ -49,7 +60,9 @@ export class SandboxWorkerProcess {
     mkdirSync(scriptsDir);
     // The shipped default policy, unchanged but for its topic, so that the
     // benchmark's tasks never meet another worker's (on a shared engine).
-    const policy = parse(readFileSync(join(ROOT, 'sandbox-policies', 'default.yaml'), 'utf8')) as Record<string, unknown>;
+    const policy = parse(
+      readFileSync(join(ROOT, 'sandbox-policies', 'default.yaml'), 'utf8'),
+    ) as Record<string, unknown>;
     policy['topics'] = [options.topic];
     writeFileSync(join(policiesDir, 'default.yaml'), stringify(policy));
 
@@ -70,7 +83,9 @@ export class SandboxWorkerProcess {
     };
     // Its log goes to a file, as a container's stdout goes to a log driver:
     // the worker pays for its one line per task, the benchmark does not read it.
-    const child = spawn(process.execPath, ['--no-node-snapshot', join(ROOT, 'src', 'cli', 'main.ts'), 'worker'], {
+    // No --no-node-snapshot for the worker itself, as in the Docker image: it
+    // loads no isolate; its executors get the flag from the worker.
+    const child = spawn(process.execPath, [options.main, 'worker'], {
       cwd: ROOT,
       env,
       stdio: ['ignore', log, log],
@@ -88,7 +103,9 @@ export class SandboxWorkerProcess {
       const log = readFileSync(this.logFile, 'utf8');
       if (log.includes(text)) return;
       if (this.exited || Date.now() > deadline) {
-        throw new Error(`the sandbox worker ${this.exited ? 'exited' : 'did not log ' + text}; its log ends:\n${log.slice(-2000)}`);
+        throw new Error(
+          `the sandbox worker ${this.exited ? 'exited' : 'did not log ' + text}; its log ends:\n${log.slice(-2000)}`,
+        );
       }
       await sleep(100);
     }

@@ -57,7 +57,9 @@ hash;`;
 const STATUSES = ['open', 'open', 'open', 'cancelled', 'backorder'];
 
 /** 40 order lines (the issue asks for 20 to 50), deterministic. */
-export function orderLines(count = 40): { sku: string; price: number; qty: number; status: string }[] {
+export function orderLines(
+  count = 40,
+): { sku: string; price: number; qty: number; status: string }[] {
   const lines = [];
   for (let i = 0; i < count; i++) {
     lines.push({

@@ -34,5 +34,6 @@ export interface ScriptJob {
 
 /** Something the script did that the worker logs or counts while it runs. */
 export type ExecutionEvent =
-  | { kind: 'blocked'; capability: string; name: string }
+  /** `count` (default 1): past the first calls of a task, the rest come summed at its end. */
+  | { kind: 'blocked'; capability: string; name: string; count?: number }
   | { kind: 'console'; level: ConsoleLevel; text: string };

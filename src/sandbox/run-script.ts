@@ -40,6 +40,7 @@ export async function runScript(
 
   const aborter = new AbortController();
   const redactor = new Redactor();
+  const blocked = summedBlockedCalls(emit);
   const hosts = createHosts(job, aborter.signal, (level, text) =>
     emit({ kind: 'console', level, text: redactor.redact(text) }),
   );
@@ -69,7 +70,7 @@ export async function runScript(
     references.push(install);
     const run = await install.apply(
       undefined,
-      [...hostCallbacks(hosts, redactor, emit, () => asyncCalls++), inputJson],
+      [...hostCallbacks(hosts, redactor, blocked.emit, () => asyncCalls++), inputJson],
       { result: { reference: true } },
     );
     references.push(run);
@@ -106,7 +107,37 @@ export async function runScript(
       context?.release();
     }
     pool.release(pooled, reusable && !guard.breach && asyncCalls === 0);
+    blocked.flush();
   }
+}
+
+/** Blocked calls of one task reported one by one; past these, summed per capability. */
+const BLOCKED_EVENTS_PER_TASK = 100;
+
+/**
+ * A script can touch a trap in a loop: one event per call would flood the
+ * executor's IPC channel (its queue grows without bound and starves the
+ * limits' timers) and the worker's log. Every call is still counted.
+ */
+function summedBlockedCalls(emit: (event: ExecutionEvent) => void) {
+  let reported = 0;
+  const summed = new Map<string, { name: string; count: number }>();
+  return {
+    emit(event: ExecutionEvent): void {
+      if (event.kind !== 'blocked' || reported < BLOCKED_EVENTS_PER_TASK) {
+        if (event.kind === 'blocked') reported += 1;
+        emit(event);
+        return;
+      }
+      const entry = summed.get(event.capability);
+      if (entry) entry.count += 1;
+      else summed.set(event.capability, { name: event.name, count: 1 });
+    },
+    flush(): void {
+      for (const [capability, { name, count }] of summed) emit({ kind: 'blocked', capability, name, count });
+      summed.clear();
+    },
+  };
 }
 
 /** Sources known to parse, by hash: a syntax check costs a compile, once per script. */

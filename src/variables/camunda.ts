@@ -135,6 +135,10 @@ export function toCamunda(name: string, wire: WireValue): TypedValue {
       if (!Number.isFinite(wire.v)) throw invalid(name, `${wire.v} is not a finite number`);
       return { type: 'Double', value: wire.v };
     case 'date':
+      // The engine answers 400 for a year past 9999 and stores a negative one as a positive one.
+      if (!/^\d{4}-/.test(wire.v) || wire.v.startsWith('0000-')) {
+        throw invalid(name, `${wire.v} is outside the years 0001 to 9999 that a Camunda Date can hold`);
+      }
       return { type: 'Date', value: isoToCamundaDate(wire.v) };
     case 'json':
       return { type: 'Json', value: wire.v };

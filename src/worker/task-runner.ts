@@ -59,9 +59,10 @@ export async function runTask(entry: TaskInFlight, deps: TaskRunnerDeps): Promis
   const result: TaskResult = { outcome: 'failed', scriptHash: undefined, executionMs: undefined, blockedCalls: 0 };
   const onEvent = (event: ExecutionEvent) => {
     if (event.kind === 'blocked') {
-      result.blockedCalls += 1;
-      deps.metrics.blockedCalls.inc({ topic: task.topicName, policy: policyName, capability: event.capability });
-      taskLog.warn({ capability: event.capability, target: event.name }, 'blocked call');
+      const count = event.count ?? 1;
+      result.blockedCalls += count;
+      deps.metrics.blockedCalls.inc({ topic: task.topicName, policy: policyName, capability: event.capability }, count);
+      taskLog.warn({ capability: event.capability, target: event.name, ...(count > 1 ? { count } : {}) }, 'blocked call');
     } else {
       taskLog[event.level]({ source: 'script' }, event.text);
     }
@@ -81,7 +82,7 @@ export async function runTask(entry: TaskInFlight, deps: TaskRunnerDeps): Promis
   }
 
   const reported = await reportToEngine(task, entry.taskService, decision.report, taskLog);
-  result.outcome = reported === 'lock_lost' ? 'lock_lost' : decision.outcome;
+  result.outcome = reported === 'lock_lost' ? 'lock_lost' : reported === 'refused' ? 'failed' : decision.outcome;
 
   deps.metrics.tasks.inc({ topic: task.topicName, policy: policyName, outcome: result.outcome });
   if (result.executionMs !== undefined) {

@@ -84,6 +84,7 @@ export class Worker {
     this.watchEngine();
     this.watchPolicies();
     this.subscribe(this.policies.current);
+    this.routeUnsubscribedTasks();
 
     this.transition('polling');
     this.engine.client.start();
@@ -200,6 +201,25 @@ export class Worker {
       this.subscriptions.set(topic, subscription);
     }
     this.logger.info({ topics: [...wanted.keys()] }, 'subscribed');
+  }
+
+  /**
+   * A poll in flight still brings tasks of a topic whose policy was removed
+   * meanwhile. The client would find no handler for them and leave them locked
+   * until the lock expires, with no word to the engine: they go to our
+   * handler, which fails them with POLICY_NOT_FOUND.
+   */
+  private routeUnsubscribedTasks(): void {
+    const client = this.engine.client as unknown as {
+      topicSubscriptions: Record<string, unknown>;
+      taskService: TaskService;
+      executeTask: (task: Task) => Promise<void>;
+    };
+    const executeTask = client.executeTask;
+    client.executeTask = async (task) => {
+      if (client.topicSubscriptions[task.topicName]) return executeTask(task);
+      await this.handle({ task, taskService: client.taskService });
+    };
   }
 
   private watchPolicies(): void {

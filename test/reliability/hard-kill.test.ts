@@ -27,7 +27,12 @@ async function deploy(script: string, limits: Record<string, number>) {
   const topic = uniqueTopic('hardkill');
   const key = `hardkill_${topic.replace(/-/g, '_')}`;
   deployed.push(key);
-  await engine.rest.deploy(key, [{ name: `${key}.bpmn`, xml: processModel({ id: key, step: { kind: 'sandbox', topic, script, resultVariable: 'r' } }) }]);
+  await engine.rest.deploy(key, [
+    {
+      name: `${key}.bpmn`,
+      xml: processModel({ id: key, step: { kind: 'sandbox', topic, script, resultVariable: 'r' } }),
+    },
+  ]);
   return { topic, key, folders: workerFolders([testPolicy(topic, { limits })]) };
 }
 
@@ -35,7 +40,9 @@ function lockedBy(worker: WorkerProcess, topic: string, count: number): Promise<
   return waitFor(
     `${count} tasks locked by ${worker.workerId}`,
     async () => {
-      const rows = await engine.externalTasks(`topicName=${topic}&workerId=${worker.workerId}&locked=true`);
+      const rows = await engine.externalTasks(
+        `topicName=${topic}&workerId=${worker.workerId}&locked=true`,
+      );
       return rows.length === count ? rows : undefined;
     },
     20_000,
@@ -45,7 +52,11 @@ function lockedBy(worker: WorkerProcess, topic: string, count: number): Promise<
 /** Pids of a process's direct children (its executors), from /proc. */
 function childPids(pid: number): number[] {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -74,7 +85,11 @@ describe('a worker process killed or robbed of its lock mid-task', () => {
     const lockMarginMs = 1000;
     const lockMs = limits.wallMs + lockMarginMs;
     const { topic, key, folders } = await deploy(spin(1500), limits);
-    const first = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { MAX_PARALLEL: 4, LOCK_MARGIN_MS: lockMarginMs } });
+    const first = await startWorkerProcess({
+      camundaUrl: ENGINE_URL,
+      folders,
+      env: { MAX_PARALLEL: 4, LOCK_MARGIN_MS: lockMarginMs },
+    });
     const ids = await engine.startMany(key, 3);
     const locked = await lockedBy(first, topic, 3);
     const seenAt = Date.now();
@@ -92,10 +107,23 @@ describe('a worker process killed or robbed of its lock mid-task', () => {
     first.signal('SIGKILL');
     expect(await first.waitExit(5000)).toMatchObject({ signal: 'SIGKILL', timedOut: false });
     // Its executors notice that their parent is gone and exit: no orphan keeps running scripts.
-    await waitFor('the killed worker\'s executors to exit', () => (executors.every((pid) => !isAlive(pid)) ? true : undefined), 5000);
+    await waitFor(
+      "the killed worker's executors to exit",
+      () => (executors.every((pid) => !isAlive(pid)) ? true : undefined),
+      5000,
+    );
 
-    const second = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { MAX_PARALLEL: 4, LOCK_MARGIN_MS: lockMarginMs } });
-    await waitFor('all instances completed', async () => ((await engine.completedCount(key)) === 3 ? true : undefined), lockMs + 20_000, 200);
+    const second = await startWorkerProcess({
+      camundaUrl: ENGINE_URL,
+      folders,
+      env: { MAX_PARALLEL: 4, LOCK_MARGIN_MS: lockMarginMs },
+    });
+    await waitFor(
+      'all instances completed',
+      async () => ((await engine.completedCount(key)) === 3 ? true : undefined),
+      lockMs + 20_000,
+      200,
+    );
     const recoveredMs = Date.now() - killed;
 
     for (const id of ids) {
@@ -105,7 +133,11 @@ describe('a worker process killed or robbed of its lock mid-task', () => {
     }
     expect(second.doneTaskIds('completed').sort()).toEqual(locked.map((r) => r.id).sort());
     // The second worker could only take them once the locks had expired.
-    const firstTaken = Math.min(...second.logs.filter((e) => e.msg === 'task done').map((e) => e.receivedAt - Number(e['durationMs'])));
+    const firstTaken = Math.min(
+      ...second.logs
+        .filter((e) => e.msg === 'task done')
+        .map((e) => e.receivedAt - Number(e['durationMs'])),
+    );
     expect(firstTaken).toBeGreaterThanOrEqual(lockExpiry - 200);
     console.log(
       `[hard-kill] SIGKILL with 3 tasks in flight, lock ${lockMs} ms: 0 lost, all completed by the second worker ${recoveredMs} ms after the kill ` +
@@ -116,34 +148,59 @@ describe('a worker process killed or robbed of its lock mid-task', () => {
   it('logs and counts a report refused because the lock was lost (task gone: 404; locked by another worker: 400) and goes on working', async () => {
     const limits = { memoryMb: 32, wallMs: 20_000, cpuMs: 20_000 };
     const { topic, key, folders } = await deploy(spin(3000), limits);
-    const worker = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { MAX_PARALLEL: 4 } });
+    const worker = await startWorkerProcess({
+      camundaUrl: ENGINE_URL,
+      folders,
+      // Two slots, both busy: no poll of this worker is pending at the engine, which would
+      // otherwise take the task back the moment it is unlocked below.
+      env: { MAX_PARALLEL: 2 },
+    });
     await engine.startMany(key, 2);
     const [gone, stolen] = await lockedBy(worker, topic, 2);
 
     // While the scripts run: one task is completed behind the worker's back (its report will get 404) ...
-    await engine.rest.call('POST', `/external-task/${gone!.id}/complete`, { workerId: worker.workerId });
+    await engine.rest.call('POST', `/external-task/${gone!.id}/complete`, {
+      workerId: worker.workerId,
+    });
     // ... the other is unlocked and locked by another worker (its report will get 400).
     await engine.rest.call('POST', `/external-task/${stolen!.id}/unlock`);
-    await engine.rest.call('POST', `/external-task/${stolen!.id}/lock`, { workerId: 'intruder', lockDuration: 60_000 });
+    await engine.rest.call('POST', `/external-task/${stolen!.id}/lock`, {
+      workerId: 'intruder',
+      lockDuration: 60_000,
+    });
 
-    await waitFor('two lock_lost task lines', () => (worker.doneTaskIds('lock_lost').length === 2 ? true : undefined), 20_000);
+    await waitFor(
+      'two lock_lost task lines',
+      () => (worker.doneTaskIds('lock_lost').length === 2 ? true : undefined),
+      20_000,
+    );
     expect(worker.doneTaskIds('lock_lost').sort()).toEqual([gone!.id, stolen!.id].sort());
     const refusals = worker.logs.filter((e) => e.msg.startsWith('lock lost'));
     expect(refusals.map((e) => e['status']).sort()).toEqual([400, 404]);
-    expect(await worker.metric('camunda_sandbox_tasks_total', { topic, outcome: 'lock_lost' })).toBe(2);
-    expect(await worker.metric('camunda_sandbox_tasks_total', { topic, outcome: 'completed' })).toBe(0);
+    expect(
+      await worker.metric('camunda_sandbox_tasks_total', { topic, outcome: 'lock_lost' }),
+    ).toBe(2);
+    expect(
+      await worker.metric('camunda_sandbox_tasks_total', { topic, outcome: 'completed' }),
+    ).toBe(0);
 
     // The intruder still holds its task: the worker's refused report changed nothing.
     const row = await engine.rest.call<ExternalTaskRow>('GET', `/external-task/${stolen!.id}`);
     expect(row.workerId).toBe('intruder');
-    await engine.rest.call('POST', `/external-task/${stolen!.id}/complete`, { workerId: 'intruder' });
+    await engine.rest.call('POST', `/external-task/${stolen!.id}/complete`, {
+      workerId: 'intruder',
+    });
 
     // The worker is alive and takes the next task as usual.
     expect(worker.alive).toBe(true);
     const [next] = await engine.startMany(key, 1);
     expect(await engine.rest.settle(next!, 20_000)).toBe('completed');
-    expect(await worker.metric('camunda_sandbox_tasks_total', { topic, outcome: 'completed' })).toBe(1);
+    expect(
+      await worker.metric('camunda_sandbox_tasks_total', { topic, outcome: 'completed' }),
+    ).toBe(1);
     expect((await worker.readyz()).status).toBe(200);
-    console.log('[hard-kill] lock lost twice (404, 400): both logged and counted as lock_lost; the worker went on and completed the next task');
+    console.log(
+      '[hard-kill] lock lost twice (404, 400): both logged and counted as lock_lost; the worker went on and completed the next task',
+    );
   });
 });

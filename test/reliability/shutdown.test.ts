@@ -26,11 +26,22 @@ const spin = (ms: number) => `const end = Date.now() + ${ms};\nwhile (Date.now()
 const LIMITS = { memoryMb: 32, wallMs: 40_000, cpuMs: 40_000 };
 const LOCK_MS = LIMITS.wallMs + 30_000;
 
-async function deployScenario(step: { script: string } | { scriptRef: string }, scripts: Record<string, string> = {}) {
+async function deployScenario(
+  step: { script: string } | { scriptRef: string },
+  scripts: Record<string, string> = {},
+) {
   const topic = uniqueTopic('shutdown');
   const key = `shutdown_${topic.replace(/-/g, '_')}`;
   deployed.push(key);
-  await engine.rest.deploy(key, [{ name: `${key}.bpmn`, xml: processModel({ id: key, step: { kind: 'sandbox', topic, resultVariable: 'r', ...step } }) }]);
+  await engine.rest.deploy(key, [
+    {
+      name: `${key}.bpmn`,
+      xml: processModel({
+        id: key,
+        step: { kind: 'sandbox', topic, resultVariable: 'r', ...step },
+      }),
+    },
+  ]);
   const folders = workerFolders([testPolicy(topic, { limits: LIMITS })], scripts);
   return { topic, key, folders };
 }
@@ -40,7 +51,9 @@ function lockedBy(worker: WorkerProcess, topic: string, count: number) {
   return waitFor(
     `${count} tasks locked by ${worker.workerId}`,
     async () => {
-      const rows = await engine.externalTasks(`topicName=${topic}&workerId=${worker.workerId}&locked=true`);
+      const rows = await engine.externalTasks(
+        `topicName=${topic}&workerId=${worker.workerId}&locked=true`,
+      );
       return rows.length === count ? rows : undefined;
     },
     20_000,
@@ -48,7 +61,12 @@ function lockedBy(worker: WorkerProcess, topic: string, count: number) {
 }
 
 async function allCompleted(key: string, count: number, timeoutMs: number): Promise<void> {
-  await waitFor(`${count} completed instances of ${key}`, async () => ((await engine.completedCount(key)) === count ? true : undefined), timeoutMs, 200);
+  await waitFor(
+    `${count} completed instances of ${key}`,
+    async () => ((await engine.completedCount(key)) === count ? true : undefined),
+    timeoutMs,
+    200,
+  );
 }
 
 describe('a worker process stopped by a signal with tasks in flight', () => {
@@ -62,7 +80,11 @@ describe('a worker process stopped by a signal with tasks in flight', () => {
 
   it('lets tasks in flight finish within the grace period on SIGTERM, logs draining then stopped, and exits 0', async () => {
     const { topic, key, folders } = await deployScenario({ script: spin(1500) });
-    const worker = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { MAX_PARALLEL: 4, SHUTDOWN_GRACE_MS: 20_000 } });
+    const worker = await startWorkerProcess({
+      camundaUrl: ENGINE_URL,
+      folders,
+      env: { MAX_PARALLEL: 4, SHUTDOWN_GRACE_MS: 20_000 },
+    });
     const ids = await engine.startMany(key, 3);
     await lockedBy(worker, topic, 3);
 
@@ -72,7 +94,9 @@ describe('a worker process stopped by a signal with tasks in flight', () => {
     const drainMs = Date.now() - signalled;
 
     expect(exit).toEqual({ code: 0, signal: null, timedOut: false });
-    const states = worker.logs.filter((e) => e.msg.startsWith('worker ') && 'state' in e).map((e) => e['state']);
+    const states = worker.logs
+      .filter((e) => e.msg.startsWith('worker ') && 'state' in e)
+      .map((e) => e['state']);
     expect(states).toEqual(['polling', 'draining', 'stopped']);
     expect(worker.logs.find((e) => e['state'] === 'draining')?.['reason']).toBe('received SIGTERM');
     expect(worker.doneTaskIds('completed')).toHaveLength(3);
@@ -86,13 +110,26 @@ describe('a worker process stopped by a signal with tasks in flight', () => {
     // The step's script comes from each worker's script folder: it holds the first
     // worker's tasks for 30 s (longer than the second worker needs to start on a
     // loaded machine) and takes the second worker half a second.
-    const { topic, key, folders } = await deployScenario({ scriptRef: 'hold.js' }, { 'hold.js': spin(30_000) });
-    const first = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { MAX_PARALLEL: 4, SHUTDOWN_GRACE_MS: 300 } });
+    const { topic, key, folders } = await deployScenario(
+      { scriptRef: 'hold.js' },
+      { 'hold.js': spin(30_000) },
+    );
+    const first = await startWorkerProcess({
+      camundaUrl: ENGINE_URL,
+      folders,
+      env: { MAX_PARALLEL: 4, SHUTDOWN_GRACE_MS: 300 },
+    });
     const ids = await engine.startMany(key, 3);
     await lockedBy(first, topic, 3);
     // The second worker is already polling when the first one stops.
-    const secondFolders = workerFolders([testPolicy(topic, { limits: LIMITS })], { 'hold.js': spin(500) });
-    const second = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders: secondFolders, env: { MAX_PARALLEL: 4 } });
+    const secondFolders = workerFolders([testPolicy(topic, { limits: LIMITS })], {
+      'hold.js': spin(500),
+    });
+    const second = await startWorkerProcess({
+      camundaUrl: ENGINE_URL,
+      folders: secondFolders,
+      env: { MAX_PARALLEL: 4 },
+    });
     expect(first.doneTaskIds()).toHaveLength(0);
 
     const signalled = Date.now();
@@ -103,7 +140,9 @@ describe('a worker process stopped by a signal with tasks in flight', () => {
     expect(first.logs.some((e) => e.msg.startsWith('grace period over'))).toBe(true);
     // Each running task is unlocked (a task can be unlocked twice: the engine may hand an unlocked
     // task straight back to this worker's own pending long poll, whose tasks a draining worker unlocks too).
-    const unlocked = new Set(first.logs.filter((e) => e.msg === 'task unlocked').map((e) => e['taskId']));
+    const unlocked = new Set(
+      first.logs.filter((e) => e.msg === 'task unlocked').map((e) => e['taskId']),
+    );
     expect(unlocked.size).toBe(3);
     expect(first.doneTaskIds()).toHaveLength(0);
 
@@ -118,7 +157,8 @@ describe('a worker process stopped by a signal with tasks in flight', () => {
     const done = second.logs.filter((e) => e.msg === 'task done');
     expect(done.map((e) => e['outcome'])).toEqual(['completed', 'completed', 'completed']);
     // When the second worker's handler started on the last of the three.
-    const takenMs = Math.max(...done.map((e) => e.receivedAt - Number(e['durationMs']))) - signalled;
+    const takenMs =
+      Math.max(...done.map((e) => e.receivedAt - Number(e['durationMs']))) - signalled;
     for (const id of ids) {
       const logs = await engine.successLogs(id);
       expect(logs.map((l) => l.workerId)).toEqual([second.workerId]);
@@ -136,7 +176,12 @@ describe('a worker process stopped by a signal with tasks in flight', () => {
 
   it('drains the same way on SIGINT sent to its whole process group, as a Ctrl-C in a terminal does', async () => {
     const { topic, key, folders } = await deployScenario({ script: spin(1500) });
-    const worker = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, ownGroup: true, env: { MAX_PARALLEL: 4, SHUTDOWN_GRACE_MS: 20_000 } });
+    const worker = await startWorkerProcess({
+      camundaUrl: ENGINE_URL,
+      folders,
+      ownGroup: true,
+      env: { MAX_PARALLEL: 4, SHUTDOWN_GRACE_MS: 20_000 },
+    });
     const ids = await engine.startMany(key, 2);
     await lockedBy(worker, topic, 2);
 
@@ -151,16 +196,26 @@ describe('a worker process stopped by a signal with tasks in flight', () => {
     // The executors ignore the terminal's signal and finish their scripts for the worker.
     expect(worker.doneTaskIds('completed')).toHaveLength(2);
     for (const id of ids) expect((await engine.rest.historicInstance(id)).state).toBe('COMPLETED');
-    console.log(`[shutdown] SIGINT to the process group with 2 tasks in flight: drained and exited 0 in ${drainMs} ms`);
+    console.log(
+      `[shutdown] SIGINT to the process group with 2 tasks in flight: drained and exited 0 in ${drainMs} ms`,
+    );
   });
 
   it('gives back a task that the engine hands to its still pending long poll after the grace period, instead of leaving it locked', async () => {
     const { topic, key, folders } = await deployScenario({ script: spin(100) });
     // A long poll of 8 s is pending at the engine when the stop comes; the grace period is far shorter.
-    const first = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { POLL_TIMEOUT_MS: 8000, SHUTDOWN_GRACE_MS: 300 } });
+    const first = await startWorkerProcess({
+      camundaUrl: ENGINE_URL,
+      folders,
+      env: { POLL_TIMEOUT_MS: 8000, SHUTDOWN_GRACE_MS: 300 },
+    });
     await sleep(1000);
     // Started after the first, so its polls queue behind the first one's at the engine.
-    const second = await startWorkerProcess({ camundaUrl: ENGINE_URL, folders, env: { POLL_TIMEOUT_MS: 1000 } });
+    const second = await startWorkerProcess({
+      camundaUrl: ENGINE_URL,
+      folders,
+      env: { POLL_TIMEOUT_MS: 1000 },
+    });
 
     const signalled = Date.now();
     first.signal('SIGTERM');

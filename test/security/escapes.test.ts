@@ -145,15 +145,43 @@ function protoRoot(v) {
   for (let i = 0; p !== null && i < 50; i++) { last = p; p = Object.getPrototypeOf(p); }
   return last;
 }
+// Answers of async constructors arrive later: finish() waits for them.
+const pendingProbes = [];
+function tryHost(label, F) {
+  for (const code of HOST_CODES) {
+    try {
+      let got = F(code)();
+      if (got && typeof got[Symbol.iterator] === 'function' && typeof got.next === 'function') got = got.next().value;
+      if (got && typeof got[Symbol.asyncIterator] === 'function') got = got.next().then((r) => r.value);
+      if (got && typeof got.then === 'function') {
+        pendingProbes.push(got.then(
+          (v) => { if (v !== undefined) probe.reached.push(label + ': ' + code + ' -> ' + describeValue(v)); },
+          (e) => { if (e instanceof SandboxPolicyError) probe.refused++; },
+        ));
+      } else if (got !== undefined) {
+        probe.reached.push(label + ': ' + code + ' -> ' + describeValue(got));
+      }
+    } catch (e) {
+      if (e instanceof SandboxPolicyError) probe.refused++;
+    }
+  }
+}
 function inspect(label, value) {
   if (value === null || value === undefined) { probe.inspected.push(label + ': ' + value); return; }
   if (isHandle(value)) probe.handles.push(label);
-  let F;
+  let F, literal;
   try {
-    F = typeof value === 'function' ? value.constructor : Object(value).constructor.constructor;
-    if (typeof value === 'object' && protoRoot(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) {
+    // The class of the value, through its prototype (own keys such as a Json
+    // "constructor" are data), then that class's constructor.
+    const proto = Object.getPrototypeOf(Object(value));
+    // (Function.prototype is a function whose prototype is Object.prototype.)
+    F = proto === null ? undefined : typeof value === 'function' && proto !== Object.prototype ? proto.constructor : proto.constructor.constructor;
+    if (typeof value === 'object' && proto !== null && protoRoot(value) !== Object.prototype) {
       probe.foreign.push(label + ' (prototype chain)');
     }
+    // The attacker's own spelling, value.constructor.constructor, whatever it reaches.
+    literal = Object(value).constructor;
+    literal = literal === null || literal === undefined ? undefined : literal.constructor;
   } catch (e) {
     // A blocked-call trap refuses even this: nothing reached.
     probe.inspected.push(label + ': ' + e.name);
@@ -161,15 +189,13 @@ function inspect(label, value) {
     return;
   }
   probe.inspected.push(label);
-  if (!OWN_FUNCTIONS.has(F)) { probe.foreign.push(label); }
-  for (const code of HOST_CODES) {
-    try {
-      const got = F(code)();
-      if (got !== undefined && !(got instanceof Promise)) probe.reached.push(label + ': ' + code + ' -> ' + describeValue(got));
-    } catch (e) {
-      if (e instanceof SandboxPolicyError) probe.refused++;
-    }
-  }
+  if (F !== undefined && !OWN_FUNCTIONS.has(F)) probe.foreign.push(label);
+  if (F !== undefined) tryHost(label, F);
+  if (typeof literal === 'function' && literal !== F) tryHost(label + ' (literal chain)', literal);
+}
+async function finish(extra) {
+  await Promise.all(pendingProbes);
+  return JSON.stringify({ ...probe, ...extra });
 }
 function caught(fn) {
   try { fn(); } catch (e) { return e; }
@@ -234,7 +260,7 @@ describe('escape attempts through runScript: constructor chains', () => {
       inspect('process trap', process);
       inspect('require trap', require);
       inspect('fetch trap', fetch);
-      JSON.stringify(probe)`);
+      finish({})`);
     const found = report<{ inspected: string[]; foreign: string[]; handles: string[]; reached: string[]; refused: number }>(result);
     expect(found.foreign).toEqual([]);
     expect(found.handles).toEqual([]);
@@ -262,7 +288,7 @@ describe('escape attempts through runScript: constructor chains', () => {
       inspect('hash hex', crypto.hash('SHA-256', 'x'));
       inspect('hash base64', crypto.hash('sha512', new Uint8Array([1, 2, 3]), 'base64'));
       inspect('secrets.get of a granted name that is not set', secrets.get('GRANTED_NAME'));
-      JSON.stringify(probe)`,
+      finish({})`,
       {
         variables: {
           json: { t: 'json', v: '{"nested":{"deep":[1,2,{"x":"y"}]}}' },
@@ -307,7 +333,7 @@ describe('escape attempts through runScript: constructor chains', () => {
         inspect(label, err);
         seen[label] = { isError: err instanceof Error, name: err && err.name, message: String(err && err.message), stack: String(err && err.stack) };
       }
-      JSON.stringify({ probe, seen })`);
+      finish({}).then((p) => JSON.stringify({ probe: JSON.parse(p), seen }))`);
     const { probe, seen } = report<{
       probe: { foreign: string[]; handles: string[]; reached: string[] };
       seen: Record<string, { isError: boolean; name: string; message: string; stack: string }>;
@@ -343,7 +369,7 @@ describe('escape attempts through runScript: constructor chains', () => {
         inspect('refused origin', await rejected(() => fetch('https://not-allowed.example/')));
         inspect('refused method', await rejected(() => fetch(${JSON.stringify(serverOrigin)} + '/data', { method: 'DELETE' })));
         inspect('bad body', await rejected(() => fetch(${JSON.stringify(serverOrigin)} + '/data', { method: 'POST', body: { a: 1 } })));
-        return JSON.stringify({ probe, status: response.status, header: response.headers.get('x-test') });
+        return JSON.stringify({ probe: JSON.parse(await finish({})), status: response.status, header: response.headers.get('x-test') });
       })()`,
       {
         capabilities: {
@@ -392,7 +418,7 @@ describe('escape attempts through runScript: stack-trace hooks', () => {
         const hooked = String(new Error('x').stack);
         delete Error.prepareStackTrace;
         sites.forEach((s, i) => { inspect('this of frame ' + i + ' ' + s.name, s.self); inspect('function of frame ' + i + ' ' + s.name, s.fn); });
-        return JSON.stringify({ probe, hooked, files: [...new Set(sites.map((s) => s.file))], count: sites.length });
+        return JSON.stringify({ probe: JSON.parse(await finish({})), hooked, files: [...new Set(sites.map((s) => s.file))], count: sites.length });
       })()`,
       { capabilities: { ...baseCapabilities, fetch: { allow: [{ origin: 'https://allowed.example' }] } } },
     );
@@ -435,7 +461,8 @@ describe('escape attempts through runScript: objects crossing the boundary', () 
     const result = await attempt(
       `${PROBE}
       const holders = [];
-      const keys = ['reference', 'externalCopy', 'copy', 'promise', 'timeout', 'arguments', 'result', 'release', 'accessors', 'unsafeInherit', 'value', 'refused', 'error'];
+      // Not 'value': a getter of that name on Object.prototype breaks defineProperty itself.
+      const keys = ['reference', 'externalCopy', 'copy', 'promise', 'timeout', 'arguments', 'result', 'release', 'accessors', 'unsafeInherit', 'refused', 'error'];
       const install = (answer) => {
         for (const key of keys) {
           Object.defineProperty(Object.prototype, key, {
@@ -461,7 +488,7 @@ describe('escape attempts through runScript: objects crossing the boundary', () 
           uninstall();
         }
         holders.forEach((h, i) => inspect('options object ' + i, h));
-        return JSON.stringify({ probe, outcomes, holders: holders.length });
+        return JSON.stringify({ probe: JSON.parse(await finish({})), outcomes, holders: holders.length });
       })()`,
       {
         capabilities: {
@@ -639,7 +666,7 @@ describe('escape attempts through runScript: absent and refused features', () =>
       for (const name of names) {
         seen[name] = [
           typeof globalThis[name],
-          typeof Function('return typeof ' + name)(),
+          Function('return typeof ' + name)(),
           (() => { try { return typeof eval(name); } catch (e) { return e.name; } })(),
           (() => { try { return typeof (0, eval)(name); } catch (e) { return e.name; } })(),
           Object.getOwnPropertyNames(globalThis).includes(name),
@@ -741,7 +768,7 @@ describe('escape attempts through runScript: absent and refused features', () =>
         try { value = Object.getOwnPropertyDescriptor(globalThis, name).value; } catch (e) { continue; }
         walk(name, value, 0);
       }
-      JSON.stringify({ names, foreign: probe.foreign, handles: probe.handles, reached: probe.reached, walked: seen.size })`);
+      finish({ names, walked: seen.size })`);
     const found = report<{ names: string[]; foreign: string[]; handles: string[]; reached: string[]; walked: number }>(result);
     const sandboxApi = new Set([
       'execution', 'S', 'BpmnError', 'SandboxPolicyError', 'console', 'crypto', 'secrets', 'fetch', 'print',
@@ -749,7 +776,7 @@ describe('escape attempts through runScript: absent and refused features', () =>
       'require', 'process', 'Buffer', 'module', 'exports', 'global', 'setTimeout', 'setInterval', 'setImmediate',
       'Java', 'Packages', 'java', 'javax', 'load', 'loadWithNewGlobal', 'importPackage', 'importClass', 'JavaImporter', 'Polyglot',
       // PROBE's own function declarations.
-      'describeValue', 'isHandle', 'protoRoot', 'inspect', 'caught', 'rejected',
+      'describeValue', 'isHandle', 'protoRoot', 'tryHost', 'inspect', 'finish', 'caught', 'rejected',
     ]);
     const unexpected = found.names.filter((n) => !builtins.includes(n) && !sandboxApi.has(n));
     expect(unexpected).toEqual([]);
@@ -803,7 +830,7 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
       expect(result.outcome, source).toMatchObject({
         kind: 'error',
         name: 'SandboxOutputError',
-        message: expect.stringMatching(/^the script broke the sandbox's outcome reporting: /),
+        message: expect.stringMatching(/^the script left an error outside its own code \(an unhandled promise rejection, or a built-in such as Object\.prototype\.toJSON made to throw\): /),
         policyViolation: false,
         outputTooLarge: true,
       });
@@ -852,7 +879,7 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
         try { const value = call(); answers[label] = 'returned ' + typeof value; }
         catch (e) { inspect(label, e); answers[label] = e.name + ': ' + e.message; }
       }
-      JSON.stringify({ answers, probe })`);
+      finish({}).then((p) => JSON.stringify({ answers, probe: JSON.parse(p) }))`);
     const { answers, probe } = report<{ answers: Record<string, string>; probe: { foreign: string[]; handles: string[]; reached: string[] } }>(result);
     expect(probe.foreign).toEqual([]);
     expect(probe.handles).toEqual([]);
@@ -920,6 +947,80 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
   });
 });
 
+describe('escape attempts through runScript: work left behind by a task', () => {
+  let slow: http.Server;
+  let slowOrigin = '';
+  beforeAll(async () => {
+    slow = http.createServer((_req, res) => setTimeout(() => res.end('late'), 300));
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    slowOrigin = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    slow.closeAllConnections();
+    await new Promise<void>((resolve) => slow.close(() => resolve()));
+  });
+
+  async function inOnePool(sources: { source: string; capabilities: Record<string, unknown> }[]): Promise<{ outcomes: ScriptOutcome[]; ms: number[] }> {
+    const single = new IsolatePool({ maxIdle: 1, maxTasksPerIsolate: 10 });
+    const outcomes: ScriptOutcome[] = [];
+    const ms: number[] = [];
+    try {
+      for (const { source, capabilities } of sources) {
+        const policy = policySchema.parse({ name: 'left', topics: ['left'], limits: { memoryMb: 64, wallMs: 3000, cpuMs: 1000 }, capabilities });
+        const started = performance.now();
+        outcomes.push(
+          await runScript(
+            {
+              taskId: randomUUID(), topic: 'left', policy: 'left', source, filename: 'left.js', variables: {},
+              meta: { executionId: null, processInstanceId: null, processDefinitionId: null, processDefinitionKey: null, activityId: null, activityInstanceId: null, businessKey: null, tenantId: null, topicName: 'left' },
+              limits: policy.limits,
+              capabilities: Object.fromEntries(Object.entries(policy.capabilities).filter(([, v]) => v !== undefined)),
+            },
+            single,
+            () => {},
+          ),
+        );
+        ms.push(performance.now() - started);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    } finally {
+      single.dispose();
+    }
+    return { outcomes, ms };
+  }
+
+  it('an async answer the script did not await never runs after the task, on another task time or in an idle isolate', async () => {
+    const fetching = { fetch: { allow: [{ origin: slowOrigin }], allowPrivate: [new URL(slowOrigin).host] } };
+    const cpuBefore = process.cpuUsage();
+    const { outcomes } = await inOnePool([
+      // Ends at once; its fetch answers (or is aborted) later, and then it would spin.
+      { source: `fetch(${JSON.stringify(slowOrigin)}).then(() => 1, () => 2).then(() => { for (;;) {} }); 'left a loop behind'`, capabilities: fetching },
+      // Another policy's task, next in the same pool.
+      { source: `'innocent'`, capabilities: {} },
+    ]);
+    const cpu = process.cpuUsage(cpuBefore);
+    expect(outcomes[0]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'left a loop behind' } });
+    expect(outcomes[1]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'innocent' } });
+    // Nothing spun while the pool sat idle between the two (a loop would burn the whole second).
+    expect((cpu.user + cpu.system) / 1000).toBeLessThan(700);
+  });
+
+  it('an unhandled promise rejection fails its own task as a script error and leaves the next task alone', async () => {
+    const fetching = { fetch: { allow: [{ origin: slowOrigin }], allowPrivate: [new URL(slowOrigin).host] } };
+    const { outcomes } = await inOnePool([
+      { source: `Promise.reject(new Error('nobody caught me')); 'done'`, capabilities: {} },
+      { source: `'next'`, capabilities: {} },
+      // A rejection that happens only when a late answer arrives.
+      { source: `fetch(${JSON.stringify(slowOrigin)}).then(() => { throw new Error('late rejection'); }); 'done early'`, capabilities: fetching },
+      { source: `'after the late one'`, capabilities: {} },
+    ]);
+    expect(outcomes[0]).toMatchObject({ kind: 'error', name: 'SandboxOutputError', message: expect.stringMatching(/unhandled promise rejection.*nobody caught me/) });
+    expect(outcomes[1]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'next' } });
+    expect(outcomes[2]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'done early' } });
+    expect(outcomes[3]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'after the late one' } });
+  });
+});
+
 // ------------------------------------------------------------ end to end
 
 describe('escape attempts end to end through the engine and a worker', () => {
@@ -961,6 +1062,7 @@ sites.forEach((s, i) => inspect('frame ' + i, s));
   }
   const payload = execution.getVariable('payload');
   execution.setVariable('echo', payload);
+  await Promise.all(pendingProbes);
   return JSON.stringify({
     foreign: probe.foreign, handles: probe.handles, reached: probe.reached, inspected: probe.inspected.length,
     imports, wasm: typeof WebAssembly, sab: typeof SharedArrayBuffer,
@@ -1011,7 +1113,7 @@ sites.forEach((s, i) => inspect('frame ' + i, s));
     });
     expect(await engine.settle(id, 30_000)).toBe('incident');
     const [incident] = await engine.incidents(id);
-    expect(incident?.incidentMessage).toMatch(/^SandboxOutputError: the script broke the sandbox's outcome reporting: .*no outcome for you/);
+    expect(incident?.incidentMessage).toMatch(/^SandboxOutputError: the script left an error outside its own code .*no outcome for you/);
     const done = await taskDone(worker, id);
     expect(done['outcome']).toBe('failed');
     // Reported as the script's failure, not as a sandbox fault.

@@ -23,7 +23,10 @@ export interface WorkerFolders {
 }
 
 /** A fresh policy and script folder, shareable by several worker processes. */
-export function workerFolders(policies: Record<string, unknown>[], scripts: Record<string, string> = {}): WorkerFolders {
+export function workerFolders(
+  policies: Record<string, unknown>[],
+  scripts: Record<string, string> = {},
+): WorkerFolders {
   const base = mkdtempSync(join(tmpdir(), 'sandbox-proc-'));
   const policiesDir = join(base, 'policies');
   const scriptsDir = join(base, 'scripts');
@@ -114,7 +117,8 @@ export class WorkerProcess {
       if (!line.trim()) continue;
       try {
         const entry = JSON.parse(line) as LogEntry;
-        if (entry.msg === 'worker started' && typeof entry['metricsPort'] === 'number') this.metricsPort = entry['metricsPort'];
+        if (entry.msg === 'worker started' && typeof entry['metricsPort'] === 'number')
+          this.metricsPort = entry['metricsPort'];
         this.logs.push({ ...entry, receivedAt: Date.now() });
       } catch {
         this.stderr += `(stdout, not JSON) ${line}\n`;
@@ -128,13 +132,22 @@ export class WorkerProcess {
   }
 
   /** The first log entry matching, waiting for it; throws after the timeout or when the process exits first. */
-  async waitForLog(match: (entry: LogEntry) => boolean, timeoutMs = 30_000): Promise<LogEntry & { receivedAt: number }> {
+  async waitForLog(
+    match: (entry: LogEntry) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<LogEntry & { receivedAt: number }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const found = this.logs.find(match);
       if (found) return found;
-      if (!this.alive) throw new Error(`worker ${this.workerId} exited (${JSON.stringify(this.exitValue)}) before the log line; stderr: ${this.stderr.slice(-2000)}`);
-      if (Date.now() > deadline) throw new Error(`worker ${this.workerId}: no such log line within ${timeoutMs} ms; last lines: ${this.tail()}`);
+      if (!this.alive)
+        throw new Error(
+          `worker ${this.workerId} exited (${JSON.stringify(this.exitValue)}) before the log line; stderr: ${this.stderr.slice(-2000)}`,
+        );
+      if (Date.now() > deadline)
+        throw new Error(
+          `worker ${this.workerId}: no such log line within ${timeoutMs} ms; last lines: ${this.tail()}`,
+        );
       await sleep(50);
     }
   }
@@ -148,11 +161,14 @@ export class WorkerProcess {
 
   /** Task ids this worker logged as done with the given outcome (any outcome when omitted). */
   doneTaskIds(outcome?: string): string[] {
-    return this.logs.filter((e) => e.msg === 'task done' && (outcome === undefined || e['outcome'] === outcome)).map((e) => String(e['taskId']));
+    return this.logs
+      .filter((e) => e.msg === 'task done' && (outcome === undefined || e['outcome'] === outcome))
+      .map((e) => String(e['taskId']));
   }
 
   private get baseUrl(): string {
-    if (this.metricsPort === undefined) throw new Error(`worker ${this.workerId} has not reported its metrics port yet`);
+    if (this.metricsPort === undefined)
+      throw new Error(`worker ${this.workerId} has not reported its metrics port yet`);
     return `http://127.0.0.1:${this.metricsPort}`;
   }
 
@@ -173,7 +189,10 @@ export class WorkerProcess {
 
   async readyz(): Promise<{ status: number; body: { status: string; reasons: string[] } }> {
     const response = await fetch(`${this.baseUrl}/readyz`, { signal: AbortSignal.timeout(5000) });
-    return { status: response.status, body: (await response.json()) as { status: string; reasons: string[] } };
+    return {
+      status: response.status,
+      body: (await response.json()) as { status: string; reasons: string[] },
+    };
   }
 
   /** Sends a signal to the worker, or with `group` to its whole process group (needs `ownGroup`). */
@@ -184,7 +203,9 @@ export class WorkerProcess {
 
   /** Waits for the exit; SIGKILLs the process (and its group) when the timeout passes first. */
   async waitExit(timeoutMs = 30_000): Promise<Exit & { timedOut: boolean }> {
-    const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeoutMs).unref());
+    const timer = new Promise<'timeout'>((resolve) =>
+      setTimeout(() => resolve('timeout'), timeoutMs).unref(),
+    );
     const result = await Promise.race([this.exited, timer]);
     if (result !== 'timeout') return { ...result, timedOut: false };
     this.kill();
@@ -225,12 +246,18 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `probe` until it returns a value other than undefined; throws after the timeout. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
 }
@@ -259,15 +286,28 @@ export class EngineProbe {
 
   /** Instances of a definition key still running. */
   async activeCount(key: string): Promise<number> {
-    return (await this.rest.call<{ count: number }>('GET', `/process-instance/count?processDefinitionKey=${key}`)).count;
+    return (
+      await this.rest.call<{ count: number }>(
+        'GET',
+        `/process-instance/count?processDefinitionKey=${key}`,
+      )
+    ).count;
   }
 
   async completedCount(key: string): Promise<number> {
-    return (await this.rest.call<{ count: number }>('GET', `/history/process-instance/count?processDefinitionKey=${key}&completed=true`)).count;
+    return (
+      await this.rest.call<{ count: number }>(
+        'GET',
+        `/history/process-instance/count?processDefinitionKey=${key}&completed=true`,
+      )
+    ).count;
   }
 
   /** Historic activity instances of the step (one per run through it) for a definition key. */
-  async stepRuns(key: string, activityId = 'step'): Promise<{ processInstanceId: string; endTime: string | null }[]> {
+  async stepRuns(
+    key: string,
+    activityId = 'step',
+  ): Promise<{ processInstanceId: string; endTime: string | null }[]> {
     const rows: { processInstanceId: string; endTime: string | null }[] = [];
     for (let first = 0; ; first += 500) {
       const page = await this.rest.call<{ processInstanceId: string; endTime: string | null }[]>(
@@ -280,14 +320,26 @@ export class EngineProbe {
   }
 
   /** Successful completions of external tasks in the history, with the worker that completed each. */
-  async successLogs(processInstanceId: string): Promise<{ externalTaskId: string; workerId: string }[]> {
-    return this.rest.call('GET', `/history/external-task-log?processInstanceId=${processInstanceId}&successLog=true`);
+  async successLogs(
+    processInstanceId: string,
+  ): Promise<{ externalTaskId: string; workerId: string }[]> {
+    return this.rest.call(
+      'GET',
+      `/history/external-task-log?processInstanceId=${processInstanceId}&successLog=true`,
+    );
   }
 
   /** Deletes the deployments named `name`, cascading to their instances and history. */
   async deleteDeployments(name: string): Promise<void> {
-    const deployments = await this.rest.call<{ id: string }[]>('GET', `/deployment?name=${encodeURIComponent(name)}`);
-    for (const d of deployments) await this.rest.call('DELETE', `/deployment/${d.id}?cascade=true&skipCustomListeners=true&skipIoMappings=true`);
+    const deployments = await this.rest.call<{ id: string }[]>(
+      'GET',
+      `/deployment?name=${encodeURIComponent(name)}`,
+    );
+    for (const d of deployments)
+      await this.rest.call(
+        'DELETE',
+        `/deployment/${d.id}?cascade=true&skipCustomListeners=true&skipIoMappings=true`,
+      );
   }
 
   /** Starts `count` instances of `key`, a few at a time; returns their ids. */
