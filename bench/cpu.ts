@@ -5,7 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
-const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+const TICKS_PER_SECOND =
+  Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 /** CPU time (user + system) of one process so far, ms; 0 if it is gone. */
 export function cpuTimeMs(pid: number): number {
@@ -25,7 +26,8 @@ export type CpuRoles = Record<string, () => number[]>;
 /** CPU ms used per role between start() and the returned stop(). */
 export function startCpuMeter(roles: CpuRoles): () => Record<string, number> {
   const before = new Map<number, number>();
-  for (const pids of Object.values(roles)) for (const pid of pids()) before.set(pid, cpuTimeMs(pid));
+  for (const pids of Object.values(roles))
+    for (const pid of pids()) before.set(pid, cpuTimeMs(pid));
   return () => {
     const used: Record<string, number> = {};
     for (const [role, pids] of Object.entries(roles)) {

@@ -388,7 +388,10 @@ export async function runEndToEnd(
       await latencyPhase(rest, key(c), 'warmup-latency', 5, latencyRate, 99);
     }
 
-    const perRound: Record<string, { perSecond: number; p50: number; loadedP50: number; cpu: Record<string, number> }[]> = {};
+    const perRound: Record<
+      string,
+      { perSecond: number; p50: number; loadedP50: number; cpu: Record<string, number> }[]
+    > = {};
     const pooled: Record<string, number[]> = {};
     for (let round = 0; round < rounds; round++) {
       const results: Record<string, PhaseResult> = {};
@@ -397,7 +400,9 @@ export async function runEndToEnd(
         progress(`end to end: round ${round + 1} of ${rounds}: ${c}, ${instances} instances`);
         const meter = startCpuMeter(cpuRoles(c));
         results[c] = await throughput(c, `r${round}`, instances);
-        cpu[c] = Object.fromEntries(Object.entries(meter()).map(([role, ms]) => [role, ms / instances]));
+        cpu[c] = Object.fromEntries(
+          Object.entries(meter()).map(([role, ms]) => [role, ms / instances]),
+        );
       }
       const latencies: Record<string, number[]> = {};
       for (const c of rotate(contenders, round)) {
@@ -435,7 +440,10 @@ export async function runEndToEnd(
         loadedP50Ms: median(list.map((r) => r.loadedP50)),
         rounds: list.map((r) => r.perSecond),
         cpuMsPerInstance: Object.fromEntries(
-          Object.keys(list[0]!.cpu).map((role) => [role, median(list.map((r) => r.cpu[role] ?? 0))]),
+          Object.keys(list[0]!.cpu).map((role) => [
+            role,
+            median(list.map((r) => r.cpu[role] ?? 0)),
+          ]),
         ),
       };
     }

@@ -4,7 +4,7 @@
 // instances and history, and a fresh clone needs nothing running.
 // BENCH_CAMUNDA_URL points at an existing engine instead, which is left running.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -68,8 +68,11 @@ export async function ensureEngine(
     rest,
     owned: true,
     version: await rest.version(),
+    // Its log (.engine/engine-<port>.log) goes with it: each run picks a new port.
     stop: () =>
-      (stopped ??= engineScript(['stop', '--port', String(chosen)]).then(() => undefined)),
+      (stopped ??= engineScript(['stop', '--port', String(chosen)]).then(() =>
+        rmSync(join(ROOT, '.engine', `engine-${chosen}.log`), { force: true }),
+      )),
   };
 }
 

@@ -45,7 +45,7 @@ export function machineReport(): string {
 
 const ALONE_LABEL = {
   executor: (s: AloneSummary['setup']) =>
-    `executor (${s.executors} processes, ${s.lanes} in flight, IPC)`,
+    `executor (${s.executors} process${s.executors === 1 ? '' : 'es'}, ${s.lanes} in flight, IPC)`,
   vm: (s: AloneSummary['setup']) => `node:vm (${s.threads} threads)`,
   quickjs: (s: AloneSummary['setup']) => `QuickJS wasm (${s.threads} threads)`,
 };
@@ -114,7 +114,18 @@ export function e2eReport(e2e: E2eSummary): string {
     `   CPU ms per instance in the throughput phase (/proc/<pid>/stat): engine JVM (when this run can see it), the contender's`,
     `   worker process, its executors, and this benchmark's own process (the load generator shares the cores too)`,
     table(
-      ['contender', 'instances/s', 'range', 'p50 ms', 'p99 ms', 'p50 under load ms', 'cpu engine', 'worker', 'executors', 'driver'],
+      [
+        'contender',
+        'instances/s',
+        'range',
+        'p50 ms',
+        'p99 ms',
+        'p50 under load ms',
+        'cpu engine',
+        'worker',
+        'executors',
+        'driver',
+      ],
       rows,
     ),
     '',

@@ -5,16 +5,21 @@
 //   3. the worker's resident memory, idle and at full parallelism;
 //
 // then a table of the targets. Progress goes to stderr, results to stdout.
-// Knobs (environment): BENCH_ONLY=alone,e2e,memory (and profile, not run by
-// default: where the executor spends its time); BENCH_ROUNDS (5) and
-// BENCH_ALONE_MS (1000) for part 1; BENCH_E2E_ROUNDS (3), BENCH_E2E_INSTANCES
-// (300), BENCH_E2E_LATENCY_SAMPLES (40), BENCH_E2E_LATENCY_RATE (8 per second), BENCH_E2E_CONCURRENCY (8),
-// BENCH_E2E_INFLIGHT (32), BENCH_E2E_WARMUP (60), BENCH_E2E_CONTENDERS for part
-// 2; BENCH_MEMORY_INSTANCES (200) for part 3; BENCH_CAMUNDA_URL to use a
-// running engine instead of starting one (BENCH_ENGINE_PORT to pick the port
-// of the one started); BENCH_WORKER_ENV="POLL_INTERVAL_MS=0 ..." to try worker
-// settings; BENCH_WORKER_FROM=src to run the worker from its .ts sources
-// instead of compiled; BENCH_JSON=<file> to keep the raw results.
+// Knobs (environment variables, defaults in parentheses):
+//   BENCH_ONLY                 parts to run (alone,e2e,memory; `profile`, where the
+//                              executor spends its time, only on request)
+//   BENCH_ROUNDS (5), BENCH_ALONE_MS (1000), BENCH_THREADS (cores)      part 1
+//   BENCH_E2E_ROUNDS (3), BENCH_E2E_INSTANCES (300), BENCH_E2E_CONCURRENCY (8),
+//   BENCH_E2E_INFLIGHT (32), BENCH_E2E_LATENCY_SAMPLES (40),
+//   BENCH_E2E_LATENCY_RATE (8 per second), BENCH_E2E_WARMUP (60),
+//   BENCH_E2E_CONTENDERS (sandbox,bare,bare-same-client,inline)         part 2
+//   BENCH_MEMORY_INSTANCES (200)                                        part 3
+//   BENCH_PROFILE_RUNS (400)                                            profile
+//   BENCH_CAMUNDA_URL          use a running engine (left running) instead of
+//                              starting one on a free port (BENCH_ENGINE_PORT)
+//   BENCH_WORKER_ENV           worker settings to try, e.g. "POLL_INTERVAL_MS=0"
+//   BENCH_WORKER_FROM          dist (compiled, as shipped) or src (.ts sources)
+//   BENCH_JSON                 a file to write the raw results to
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';

@@ -32,15 +32,22 @@ export const configSchema = z.strictObject({
   workerId: z.string().min(1).max(255).default(`camunda-sandbox-${hostname()}-${process.pid}`),
   /** Tasks in flight at once, across all topics. */
   maxParallel: integer(1, 1000).default(Math.max(4, availableParallelism() * 4)),
-  /** Executor processes hosting the isolates. */
-  executors: integer(1, 64).default(Math.max(1, Math.min(availableParallelism(), 4))),
+  /**
+   * Executor processes hosting the isolates. One fills every core (each
+   * isolate runs on isolated-vm's own threads); more only shrink what one
+   * crash takes down, at about 80 MB each.
+   */
+  executors: integer(1, 64).default(1),
   metricsPort: integer(0, 65535).default(9464),
   metricsHost: z.string().min(1).default('0.0.0.0'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Long-polling wait of one fetch-and-lock request, in ms (the engine caps it at 1,800,000). */
   pollTimeoutMs: integer(0, 1_800_000).default(10_000),
-  /** Pause after an empty or failed poll, in ms. */
-  pollIntervalMs: integer(0, 600_000).default(100),
+  /**
+   * Pause after each poll, in ms. Long polling already waits for work, and
+   * a full worker holds its next poll until a task ends, so 0 costs nothing.
+   */
+  pollIntervalMs: integer(0, 600_000).default(0),
   /** Time a stop waits for tasks in flight before unlocking them, in ms. */
   shutdownGraceMs: integer(0, 3_600_000).default(25_000),
   /** Added to a policy's wall limit to give a topic's lock duration, in ms: time to fetch, queue and report. */

@@ -13,6 +13,9 @@ import { EXECUTOR_EXEC_ARGV, type FromExecutor, type ToExecutor } from './protoc
 // Run the entry in the same form as this module: .ts from source, .js when built.
 const EXECUTOR_MAIN = fileURLToPath(new URL(`./main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 
+/** How long a job waits for a replacement executor before it fails. */
+const EXECUTOR_WAIT_MS = 10_000;
+
 export type RestartReason = 'crash' | 'killed' | 'oom' | 'unresponsive';
 
 export interface ExecutorPoolOptions {
@@ -98,6 +101,8 @@ export class ExecutorPool {
   private nextId = 1;
   private stopped = false;
   private recentRestarts: number[] = [];
+  /** Jobs waiting for an executor to be ready. */
+  private waiters: (() => void)[] = [];
 
   constructor(options: ExecutorPoolOptions) {
     this.options = options;
@@ -113,13 +118,31 @@ export class ExecutorPool {
     return this.executors.map((e) => e.child.pid).filter((pid): pid is number => pid !== undefined);
   }
 
-  run(job: ScriptJob, onEvent: (event: ExecutionEvent) => void = () => {}): Promise<ScriptOutcome> {
+  /**
+   * Runs a job on the least busy executor. While none is running (one died
+   * and its replacement is starting), the job waits for the replacement for
+   * up to EXECUTOR_WAIT_MS rather than failing at once.
+   */
+  run(
+    job: ScriptJob,
+    onEvent: (event: ExecutionEvent) => void = () => {},
+    deadline = Date.now() + EXECUTOR_WAIT_MS,
+  ): Promise<ScriptOutcome> {
     const executor = this.leastBusy();
-    if (!executor) {
-      return Promise.reject(new SandboxError('EXECUTOR_UNAVAILABLE', 'no executor process is running'));
+    if (executor) {
+      const id = this.nextId++;
+      return new Promise((resolve, reject) => executor.run(id, job, { resolve, reject, onEvent }));
     }
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => executor.run(id, job, { resolve, reject, onEvent }));
+    const unavailable = new SandboxError('EXECUTOR_UNAVAILABLE', 'no executor process is running');
+    if (this.stopped || Date.now() >= deadline) return Promise.reject(unavailable);
+
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(unavailable), deadline - Date.now());
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        this.run(job, onEvent, deadline).then(resolve, reject);
+      });
+    });
   }
 
   async stop(): Promise<void> {
@@ -147,7 +170,13 @@ export class ExecutorPool {
   }
 
   private spawn(): Executor {
-    return new Executor(this.options, (executor, reason) => this.replace(executor, reason));
+    const executor = new Executor(this.options, (dead, reason) => this.replace(dead, reason));
+    void executor.ready.then(() => {
+      const waiting = this.waiters;
+      this.waiters = [];
+      for (const wake of waiting) wake();
+    });
+    return executor;
   }
 
   private replace(dead: Executor, reason: RestartReason): void {

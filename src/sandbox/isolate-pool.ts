@@ -5,6 +5,10 @@ import ivm from 'isolated-vm';
 const PRELUDE_SOURCE = readFileSync(new URL('./prelude.isolate.js', import.meta.url), 'utf8');
 export const PRELUDE_FILENAME = 'sandbox-prelude.js';
 
+/** An idle isolate whose heap holds more than this (or half its limit) is replaced. */
+const RETIRE_HEAP_BYTES = 16 * 1_048_576;
+const HEAP_CHECK_EVERY = 16;
+
 /** An isolate and what is compiled into it once. */
 export interface PooledIsolate {
   readonly isolate: ivm.Isolate;
@@ -52,13 +56,25 @@ export class IsolatePool {
       reusable &&
       !pooled.isolate.isDisposed &&
       pooled.tasks < this.options.maxTasksPerIsolate &&
-      list.length < this.options.maxIdle;
+      list.length < this.options.maxIdle &&
+      !this.heapGrown(pooled);
     if (!keep) {
       if (!pooled.isolate.isDisposed) pooled.isolate.dispose();
       return;
     }
     list.push(pooled);
     this.idle.set(pooled.memoryMb, list);
+  }
+
+  /**
+   * With a generous memory limit V8 lets the garbage of released contexts
+   * pile up before it collects; a new isolate is cheaper than carrying that
+   * heap. Checked every few tasks, as reading the statistics takes the lock.
+   */
+  private heapGrown(pooled: PooledIsolate): boolean {
+    if (pooled.tasks % HEAP_CHECK_EVERY !== 0) return false;
+    const limit = Math.min(RETIRE_HEAP_BYTES, (pooled.memoryMb * 1_048_576) / 2);
+    return pooled.isolate.getHeapStatisticsSync().used_heap_size > limit;
   }
 
   dispose(): void {

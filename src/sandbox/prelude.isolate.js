@@ -20,6 +20,9 @@
   const dateGetTime = Date.prototype.getTime;
   const dateToISOString = Date.prototype.toISOString;
   const reflectApply = Reflect.apply;
+  const regExpTest = RegExp.prototype.test;
+  const LONG_DIGITS = /\d{16}/;
+  const INTEGER_SOURCE = /^-?\d+$/;
   const ProxyCtor = Proxy;
   const WeakSetCtor = WeakSet;
   const weakSetHas = WeakSet.prototype.has;
@@ -154,7 +157,9 @@
   function exactReviver(_key, value, context) {
     if (typeof value === 'number' && isInteger(value) && !isSafeInteger(value) && context) {
       const source = context.source;
-      if (typeof source === 'string' && /^-?\d+$/.test(source)) return BigIntCtor(source);
+      if (typeof source === 'string' && reflectApply(regExpTest, INTEGER_SOURCE, [source])) {
+        return BigIntCtor(source);
+      }
     }
     return value;
   }
@@ -173,7 +178,10 @@
       case 'date':
         return new DateCtor(wire.v);
       case 'json':
-        return jsonParse(wire.v, exactReviver);
+        // The reviver costs; only a literal of 16+ digits can need it.
+        return reflectApply(regExpTest, LONG_DIGITS, [wire.v])
+          ? jsonParse(wire.v, exactReviver)
+          : jsonParse(wire.v);
       case 'null':
         return null;
       default:

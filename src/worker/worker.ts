@@ -53,6 +53,8 @@ export class Worker {
   private server: Server | undefined;
   private lastEngineSuccess = 0;
   private stopping: Promise<void> | undefined;
+  /** The client's next poll, held back while every task slot is busy. */
+  private parkedPoll: (() => void) | undefined;
 
   /** Loads and validates the policies; throws PolicyError naming file, line and field. */
   constructor(config: WorkerConfig, logger: Logger, metrics = new Metrics()) {
@@ -149,6 +151,10 @@ export class Worker {
     const done = work.finally(() => {
       this.inFlight.delete(task.id);
       this.metrics.inFlight.dec({ topic: task.topicName });
+      // After the client's own count of active tasks has dropped too.
+      const resume = this.parkedPoll;
+      this.parkedPoll = undefined;
+      if (resume) setImmediate(resume);
     });
     this.inFlight.set(task.id, { entry, done });
     this.metrics.inFlight.inc({ topic: task.topicName });
@@ -253,8 +259,17 @@ export class Worker {
     let backoffMs = 0;
     const poll = (client as unknown as { poll: () => Promise<void> }).poll;
     (client as unknown as { poll: () => void }).poll = () => {
-      if (backoffMs === 0) void poll();
-      else setTimeout(() => void poll(), backoffMs);
+      if (backoffMs > 0) {
+        setTimeout(() => void poll(), backoffMs);
+        return;
+      }
+      // Every slot busy: the client would check again on a timer, a spin
+      // with POLL_INTERVAL_MS 0. Poll again when a task ends instead.
+      if (this.inFlight.size >= this.config.maxParallel) {
+        this.parkedPoll = () => void poll();
+        return;
+      }
+      void poll();
     };
     client.on('poll:success', () => {
       backoffMs = 0;
