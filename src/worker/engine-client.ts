@@ -100,6 +100,9 @@ function authHeader(config: WorkerConfig): Record<string, string> {
 
 /** JSON.parse that keeps a Long's digits when the number would be rounded. */
 export function parseExact(text: string): unknown {
+  // A reviver visits every value; only a number of 16 or more digits can be
+  // rounded, so most responses skip it.
+  if (!/\d{16}/.test(text)) return JSON.parse(text);
   return JSON.parse(text, function (this: Record<string, unknown>, key, value, context?: { source?: string }) {
     if (
       key === 'value' &&
