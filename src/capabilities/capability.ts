@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 import type { z } from 'zod';
 
 /** What a capability's host side knows about the task it serves. */
@@ -49,4 +51,13 @@ export class CapabilityRefusal extends Error {
     super(message);
     this.name = 'CapabilityRefusal';
   }
+}
+
+/**
+ * The isolate-side source of a capability, `<name>.isolate.js` beside this
+ * file: plain JavaScript that runs inside the isolate, kept in its own file so
+ * that the boundary shows in the tree.
+ */
+export function isolateSource(name: string): string {
+  return readFileSync(new URL(`./${name}.isolate.js`, import.meta.url), 'utf8');
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-import type { Capability, ConsoleLevel } from './capability.ts';
+import { isolateSource, type Capability, type ConsoleLevel } from './capability.ts';
 
 const settings = z
   .strictObject({
@@ -26,22 +26,7 @@ const LEVELS: Record<string, ConsoleLevel> = {
 export const consoleCapability: Capability<ConsoleSettings> = {
   name: 'console',
   settings,
-  isolateShim: `(call) => {
-    const format = (value) => {
-      if (typeof value === 'string') return value;
-      try {
-        const text = JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? String(v) : v));
-        return text === undefined ? String(value) : text;
-      } catch {
-        return String(value);
-      }
-    };
-    const writer = (method) => (...args) => { call(method, args.map(format).join(' ')); };
-    return Object.freeze({
-      log: writer('log'), info: writer('info'), debug: writer('debug'),
-      warn: writer('warn'), error: writer('error'),
-    });
-  }`,
+  isolateShim: isolateSource('console'),
 
   createHost(config, context) {
     let lines = 0;

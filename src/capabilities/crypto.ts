@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 
 import { z } from 'zod';
 
-import type { Capability } from './capability.ts';
+import { isolateSource, type Capability } from './capability.ts';
 
 const settings = z
   .strictObject({
@@ -37,25 +37,7 @@ function hashInput(value: unknown, limit: number): Buffer {
 export const cryptoCapability: Capability<CryptoSettings> = {
   name: 'crypto',
   settings,
-  isolateShim: `(call) => Object.freeze({
-    randomUUID: () => call('randomUUID'),
-    getRandomValues: (array) => {
-      if (!ArrayBuffer.isView(array) || array instanceof DataView || array instanceof Float32Array
-          || array instanceof Float64Array) {
-        throw new TypeError('getRandomValues takes an integer typed array');
-      }
-      const bytes = call('randomBytes', array.byteLength);
-      new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(new Uint8Array(bytes));
-      return array;
-    },
-    hash: (algorithm, data, encoding = 'hex') => {
-      if (encoding !== 'hex' && encoding !== 'base64') throw new TypeError("encoding must be 'hex' or 'base64'");
-      const bytes = ArrayBuffer.isView(data)
-        ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()
-        : data;
-      return call('hash', String(algorithm), bytes, encoding);
-    },
-  })`,
+  isolateShim: isolateSource('crypto'),
 
   createHost(config) {
     return {

@@ -3,7 +3,7 @@ import type { LookupAddress } from 'node:dns';
 import { fetch as undiciFetch, type Agent, type Response } from 'undici';
 import { z } from 'zod';
 
-import { CapabilityRefusal, type Capability } from './capability.ts';
+import { CapabilityRefusal, isolateSource, type Capability } from './capability.ts';
 import {
   bareHost,
   parsePrivateEntry,
@@ -11,10 +11,9 @@ import {
   resolveChecked,
   type PrivateEntry,
 } from './fetch-address.ts';
+import { BODY_HEADERS, METHODS, parseRequest, type Hop } from './fetch-request.ts';
 
 const MIB = 1_048_576;
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
-type Method = (typeof METHODS)[number];
 
 // Nothing but scheme, host and port: then the URL's href is its origin and a slash.
 const isOrigin = (text: string) => {
@@ -74,14 +73,6 @@ interface Policy {
   readonly privateEntries: readonly PrivateEntry[];
 }
 
-/** One request on the wire: the first, or one produced by a redirect. */
-interface Hop {
-  readonly url: URL;
-  readonly method: Method;
-  readonly headers: readonly [string, string][];
-  readonly body: Uint8Array | undefined;
-}
-
 /** What crosses back into the isolate: plain data only. */
 export interface FetchResult {
   status: number;
@@ -91,126 +82,11 @@ export interface FetchResult {
   body: ArrayBuffer;
 }
 
-const MAX_URL_LENGTH = 8_192;
-const MAX_HEADERS = 100;
-const MAX_HEADER_BYTES = 64 * 1024;
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const BAD_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-// Headers the sandbox owns: the target (Host: virtual-host confusion), framing
-// and connection (request smuggling), encodings (the size cap counts decoded
-// bytes), and method overrides, which would slip past the policy's methods.
-const FORBIDDEN_HEADERS = new Set(
-  ['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te']
-    .concat(['trailer', 'expect', 'http2-settings', 'accept-encoding'])
-    .concat(['x-http-method-override', 'x-http-method', 'x-method-override']),
-);
-const BODY_HEADERS = new Set([
-  'content-type',
-  'content-encoding',
-  'content-language',
-  'content-location',
-]);
 // Not carried to another origin by a redirect, as browsers and undici do.
 const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 const where = (url: URL) => `${url.origin}${url.pathname}`; // never the query: it may hold a key
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== 'object') return false;
-  const proto: unknown = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-
-function parseMethod(value: unknown): Method {
-  if (value === undefined) return 'GET';
-  if (typeof value !== 'string' || !TOKEN.test(value))
-    throw new TypeError('fetch: method must be an HTTP method name');
-  const method = METHODS.find((m) => m === value.toUpperCase());
-  if (method === undefined)
-    throw new TypeError(`fetch: method '${value.slice(0, 20)}' is not supported`);
-  return method;
-}
-
-function parseHeader(pair: unknown): [string, string] {
-  if (!Array.isArray(pair) || pair.length !== 2)
-    throw new TypeError('fetch: each header must be a [name, value] pair');
-  const [name, raw]: unknown[] = pair;
-  if (typeof name !== 'string' || !TOKEN.test(name))
-    throw new TypeError('fetch: a header name is not a valid HTTP token');
-  if (typeof raw !== 'string')
-    throw new TypeError(`fetch: header '${name}' must have a string value`);
-  const value = raw.replace(/^[\t ]+|[\t ]+$/g, '');
-  if (BAD_HEADER_VALUE.test(value))
-    throw new TypeError(`fetch: header '${name}' has a character not allowed in a header value`);
-  const lower = name.toLowerCase();
-  if (FORBIDDEN_HEADERS.has(lower) || lower.startsWith('proxy-')) {
-    throw new TypeError(`fetch: header '${name}' is set by the sandbox, not by scripts`);
-  }
-  return [lower, value];
-}
-
-function parseHeaders(value: unknown): [string, string][] {
-  if (value === undefined || value === null) return [];
-  const pairs: unknown[] | undefined = Array.isArray(value)
-    ? value
-    : isPlainObject(value)
-      ? Object.entries(value)
-      : undefined;
-  if (pairs === undefined)
-    throw new TypeError('fetch: headers must be an object or an array of [name, value] pairs');
-  if (pairs.length > MAX_HEADERS) throw new TypeError(`fetch: at most ${MAX_HEADERS} headers`);
-  const headers = pairs.map(parseHeader);
-  if (headers.reduce((n, [k, v]) => n + k.length + v.length, 0) > MAX_HEADER_BYTES) {
-    throw new TypeError(`fetch: headers are over ${MAX_HEADER_BYTES} bytes`);
-  }
-  return headers;
-}
-
-function parseBody(value: unknown, limit: number): Uint8Array | undefined {
-  if (value === undefined || value === null) return undefined;
-  let size: number;
-  if (typeof value === 'string') size = Buffer.byteLength(value);
-  else if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) size = value.byteLength;
-  else throw new TypeError('fetch: body must be a string, an ArrayBuffer or a typed array');
-  if (size > limit)
-    throw new RangeError(
-      `fetch: request body is ${size} bytes, over the policy's maxRequestBytes of ${limit}`,
-    );
-  if (typeof value === 'string') return Buffer.from(value, 'utf8');
-  return value instanceof ArrayBuffer
-    ? new Uint8Array(value)
-    : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-}
-
-/** The script's `[url, init]`, checked as a public API would check them. */
-function parseRequest(args: unknown[], config: FetchSettings): Hop {
-  const [input, init = {}] = args;
-  if (typeof input !== 'string') throw new TypeError('fetch: the URL must be a string');
-  if (input.length > MAX_URL_LENGTH)
-    throw new TypeError(`fetch: the URL is over ${MAX_URL_LENGTH} characters`);
-  if (!URL.canParse(input)) throw new TypeError('fetch: the URL is not a valid absolute URL');
-  const url = new URL(input);
-  if (url.username !== '' || url.password !== '')
-    throw new TypeError(
-      'fetch: URLs with credentials are not supported; send an Authorization header',
-    );
-  url.hash = '';
-  if (!isPlainObject(init)) throw new TypeError('fetch: init must be an object');
-  const unknown = Object.keys(init).find(
-    (key) => key !== 'method' && key !== 'headers' && key !== 'body',
-  );
-  if (unknown !== undefined) throw new TypeError(`fetch: init.${unknown} is not supported`);
-  const method = parseMethod(init.method);
-  const headers = parseHeaders(init.headers);
-  const body = parseBody(init.body, config.maxRequestBytes);
-  if (body !== undefined && (method === 'GET' || method === 'HEAD'))
-    throw new TypeError(`fetch: a ${method} request cannot have a body`);
-  if (typeof init.body === 'string' && !headers.some(([name]) => name === 'content-type')) {
-    headers.push(['content-type', 'text/plain;charset=UTF-8']);
-  }
-  return { url, method, headers, body };
-}
 
 const underPrefix = (path: string, prefix: string) =>
   prefix.endsWith('/') ? path.startsWith(prefix) : path === prefix || path.startsWith(`${prefix}/`);
@@ -371,76 +247,6 @@ async function fetchWithPolicy(
   }
 }
 
-// Isolate side. The isolate has no TextDecoder, so the shim decodes UTF-8
-// itself (the WHATWG decoder: U+FFFD for bad sequences, BOM dropped). String
-// bodies go to the host as strings; the host encodes them.
-const SHIM = `(call, callAsync) => {
-  const decode = (bytes) => {
-    let text = '', units = [], cp = 0, needed = 0, seen = 0, lower = 0x80, upper = 0xbf;
-    const emit = (c) => { units.push(c); if (units.length > 4095) { text += String.fromCodePoint(...units); units = []; } };
-    for (let i = 0; i < bytes.length; i += 1) {
-      const b = bytes[i];
-      if (needed === 0) {
-        if (b < 0x80) emit(b);
-        else if (b >= 0xc2 && b <= 0xdf) { needed = 1; cp = b & 0x1f; }
-        else if (b >= 0xe0 && b <= 0xef) { needed = 2; cp = b & 0xf; if (b === 0xe0) lower = 0xa0; if (b === 0xed) upper = 0x9f; }
-        else if (b >= 0xf0 && b <= 0xf4) { needed = 3; cp = b & 7; if (b === 0xf0) lower = 0x90; if (b === 0xf4) upper = 0x8f; }
-        else emit(0xfffd);
-      } else if (b < lower || b > upper) {
-        needed = seen = 0; lower = 0x80; upper = 0xbf; emit(0xfffd); i -= 1;
-      } else {
-        lower = 0x80; upper = 0xbf; cp = (cp << 6) | (b & 0x3f);
-        if ((seen += 1) === needed) { emit(cp); needed = seen = 0; }
-      }
-    }
-    if (needed !== 0) emit(0xfffd);
-    text += String.fromCodePoint(...units);
-    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-  };
-  const toBody = (body) => {
-    if (body === undefined || body === null || typeof body === 'string' || body instanceof ArrayBuffer) return body;
-    if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength).slice().buffer;
-    throw new TypeError('fetch: body must be a string, an ArrayBuffer or a typed array (JSON.stringify objects)');
-  };
-  const toHeaders = (headers) => {
-    if (headers === undefined || headers === null) return undefined;
-    if (typeof headers !== 'object') throw new TypeError('fetch: headers must be an object');
-    const pairs = Array.isArray(headers) ? headers
-      : typeof headers.entries === 'function' ? [...headers.entries()] : Object.entries(headers);
-    return pairs.map((pair) => {
-      if (!Array.isArray(pair) || pair.length !== 2) throw new TypeError('fetch: a header must be a [name, value] pair');
-      return [String(pair[0]), String(pair[1])];
-    });
-  };
-  const makeHeaders = (pairs) => {
-    const all = (name) => pairs.filter((p) => p[0] === String(name).toLowerCase()).map((p) => p[1]);
-    const entries = () => pairs.map((p) => [p[0], p[1]])[Symbol.iterator]();
-    const headers = Object.freeze({
-      get: (name) => (all(name).length === 0 ? null : all(name).join(', ')),
-      has: (name) => all(name).length > 0,
-      getSetCookie: () => all('set-cookie'),
-      entries, [Symbol.iterator]: entries,
-      keys: () => pairs.map((p) => p[0])[Symbol.iterator](),
-      values: () => pairs.map((p) => p[1])[Symbol.iterator](),
-      forEach: (fn, thisArg) => pairs.forEach((p) => fn.call(thisArg, p[1], p[0], headers)),
-    });
-    return headers;
-  };
-  return async function fetch(input, init) {
-    const url = input !== null && typeof input === 'object' && typeof input.href === 'string' ? input.href : String(input);
-    const options = init === undefined || init === null ? {} : init;
-    const method = options.method === undefined ? 'GET' : String(options.method);
-    const res = await callAsync('fetch', url, { method, headers: toHeaders(options.headers), body: toBody(options.body) });
-    const body = res.body;
-    const text = async () => decode(new Uint8Array(body));
-    return Object.freeze({
-      ok: res.status >= 200 && res.status < 300, status: res.status, statusText: res.statusText, url: res.url,
-      headers: makeHeaders(res.headers),
-      text, json: async () => JSON.parse(await text()),
-      arrayBuffer: async () => body.slice(0), bytes: async () => new Uint8Array(body.slice(0)),
-    });
-  };
-}`;
 
 /**
  * `fetch(url, { method, headers, body })`: a subset of WHATWG fetch to the
@@ -455,7 +261,7 @@ const SHIM = `(call, callAsync) => {
 export const fetchCapability: Capability<FetchSettings> = {
   name: 'fetch',
   settings,
-  isolateShim: SHIM,
+  isolateShim: isolateSource('fetch'),
 
   createHost(config, context) {
     const entries = config.allowPrivate
@@ -472,7 +278,7 @@ export const fetchCapability: Capability<FetchSettings> = {
             `fetch refused: policy '${context.policy}' allows ${config.maxCalls} calls per execution`,
           );
         }
-        return fetchWithPolicy(parseRequest(args, config), policy, context.signal);
+        return fetchWithPolicy(parseRequest(args, config.maxRequestBytes), policy, context.signal);
       },
     };
   },

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 import { readSecret } from '../config/secrets.ts';
-import { CapabilityRefusal, type Capability } from './capability.ts';
+import { CapabilityRefusal, isolateSource, type Capability } from './capability.ts';
 
 const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 
@@ -22,7 +22,7 @@ export const secretsCapability: Capability<SecretsSettings> & {
 } = {
   name: 'secrets',
   settings,
-  isolateShim: `(call) => Object.freeze({ get: (name) => call('get', String(name)) })`,
+  isolateShim: isolateSource('secrets'),
 
   createHost(config) {
     const allowed = new Set(config.allow);
