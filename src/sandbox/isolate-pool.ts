@@ -2,7 +2,11 @@ import { readFileSync } from 'node:fs';
 
 import ivm from 'isolated-vm';
 
-const PRELUDE_SOURCE = readFileSync(new URL('./prelude.isolate.js', import.meta.url), 'utf8');
+const isolateFile = (name: string) => readFileSync(new URL(`./${name}`, import.meta.url), 'utf8');
+
+// The prelude and the Spin API it installs, compiled as one script that
+// evaluates to the prelude's install function (see prelude.isolate.js).
+const PRELUDE_SOURCE = `(function (defineSpin) {\n'use strict';\nreturn (\n${isolateFile('prelude.isolate.js')}\n);\n})(${isolateFile('spin.isolate.js')})`;
 export const PRELUDE_FILENAME = 'sandbox-prelude.js';
 
 /** An idle isolate whose heap holds more than this (or half its limit) is replaced. */

@@ -1,10 +1,11 @@
 // Runs INSIDE the isolate, once in every fresh context, before the script.
 //
-// This file is plain JavaScript read as text by sandbox/isolate-runner.ts and
-// evaluated as one function expression. Nothing from the host's realm is ever
+// This file is plain JavaScript read as text by sandbox/isolate-pool.ts and
+// evaluated as one function expression, in a scope that also holds
+// `defineSpin` from spin.isolate.js. Nothing from the host's realm is ever
 // handed in: the host passes two isolated-vm callbacks and one reference to a
-// host function (arguments and results always copied) and one JSON string. The function returns `run`, which
-// the host calls with the script source and which resolves to the task's
+// host function (arguments and results always copied) and one JSON string.
+// The function returns `run`, which the host calls with the script source and which resolves to the task's
 // outcome as a JSON string. The host re-validates that string: whatever this
 // file produces is treated as untrusted, since the script shares its realm.
 (function install(hostCall, hostCallAsync, hostNotify, inputJson) {
@@ -276,7 +277,7 @@
           return { t: 'date', v: reflectApply(dateToISOString, value, []) };
         }
         if (isArray(value) || isPlainObject(value)) return { t: 'json', v: jsonText(name, value) };
-        if (reflectApply(weakSetHas, spinNodes, [value])) return encode(name, value.value());
+        if (spin.isNode(value)) return encode(name, spin.valueOf(value));
         throw new VariableError(
           `variable '${name}': ${describe(value)} is not a supported variable type ` +
             '(use a string, number, bigint, boolean, Date, null, plain object or array)',
@@ -310,130 +311,7 @@
 
   // ------------------------------------------------------------------ Spin
 
-  // A subset of Camunda Spin's JSON API (`S(json).prop('a').stringValue()`),
-  // which inline scripts use to read Json variables. Nodes wrap plain data;
-  // list results also answer Java's size() and get(i), as Spin's do.
-  const spinNodes = new WeakSetCtor();
-
-  function javaList(items) {
-    const list = [...items];
-    defineProperty(list, 'size', { value: () => list.length });
-    defineProperty(list, 'get', { value: (index) => list[index] });
-    return list;
-  }
-
-  function unwrapSpin(value) {
-    return value !== null && typeof value === 'object' && reflectApply(weakSetHas, spinNodes, [value])
-      ? value.value()
-      : value;
-  }
-
-  class SpinJsonNode {
-    #holder;
-    #key;
-    constructor(holder, key) {
-      this.#holder = holder;
-      this.#key = key;
-      reflectApply(weakSetAdd, spinNodes, [this]);
-    }
-    value() {
-      return this.#holder[this.#key];
-    }
-    #object() {
-      const value = this.value();
-      if (value === null || typeof value !== 'object' || isArray(value)) {
-        throw new TypeErrorCtor('Spin: this JSON node is not an object');
-      }
-      return value;
-    }
-    #array() {
-      const value = this.value();
-      if (!isArray(value)) throw new TypeErrorCtor('Spin: this JSON node is not an array');
-      return value;
-    }
-    prop(name, newValue) {
-      const object = this.#object();
-      if (arguments.length > 1) {
-        object[name] = unwrapSpin(newValue);
-        return this;
-      }
-      if (!hasOwn(object, name)) throw new ErrorCtor(`Spin: the JSON object has no property '${name}'`);
-      return new SpinJsonNode(object, name);
-    }
-    hasProp(name) {
-      const value = this.value();
-      return value !== null && typeof value === 'object' && !isArray(value) && hasOwn(value, name);
-    }
-    deleteProp(name) {
-      delete this.#object()[name];
-      return this;
-    }
-    fieldNames() {
-      return javaList(keys(this.#object()));
-    }
-    elements() {
-      const array = this.#array();
-      return javaList(array.map((_item, index) => new SpinJsonNode(array, index)));
-    }
-    append(value) {
-      this.#array().push(unwrapSpin(value));
-      return this;
-    }
-    isObject() {
-      const value = this.value();
-      return value !== null && typeof value === 'object' && !isArray(value);
-    }
-    isArray() {
-      return isArray(this.value());
-    }
-    isNull() {
-      return this.value() === null;
-    }
-    isString() {
-      return typeof this.value() === 'string';
-    }
-    isNumber() {
-      return typeof this.value() === 'number' || typeof this.value() === 'bigint';
-    }
-    isBoolean() {
-      return typeof this.value() === 'boolean';
-    }
-    isValue() {
-      const value = this.value();
-      return value === null || typeof value !== 'object';
-    }
-    stringValue() {
-      const value = this.value();
-      if (typeof value !== 'string') throw new TypeErrorCtor('Spin: this JSON node is not a string');
-      return value;
-    }
-    numberValue() {
-      const value = this.value();
-      if (typeof value === 'bigint') return value;
-      if (typeof value !== 'number') throw new TypeErrorCtor('Spin: this JSON node is not a number');
-      return value;
-    }
-    boolValue() {
-      const value = this.value();
-      if (typeof value !== 'boolean') throw new TypeErrorCtor('Spin: this JSON node is not a boolean');
-      return value;
-    }
-    toJSON() {
-      return this.value();
-    }
-    toString() {
-      return jsonText('Spin node', this.value());
-    }
-  }
-
-  function S(input, format) {
-    if (format !== undefined && !/json/i.test(StringCtor(format))) {
-      throw new TypeErrorCtor(`Spin: data format '${format}' is not available in the sandbox (JSON only)`);
-    }
-    if (input !== null && typeof input === 'object' && reflectApply(weakSetHas, spinNodes, [input])) return input;
-    const value = typeof input === 'string' ? jsonParse(input, exactReviver) : input;
-    return new SpinJsonNode({ root: value }, 'root');
-  }
+  const spin = defineSpin({ jsonParse, exactReviver, jsonText, TypeErrorCtor, ErrorCtor, StringCtor });
 
   // ------------------------------------------------------------- execution
 
@@ -532,7 +410,7 @@
   for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics']) delete global[name];
 
   installGlobal('execution', execution);
-  installGlobal('S', S);
+  installGlobal('S', spin.S);
   installGlobal('BpmnError', BpmnError);
   installGlobal('SandboxPolicyError', SandboxPolicyError);
 
