@@ -13,7 +13,7 @@ import type { TypedVariables } from '../src/variables/camunda.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const engineScript = join(root, 'scripts', 'engine.mjs');
-const engineUrl = process.env['CAMUNDA_URL'] ?? 'http://127.0.0.1:8080/engine-rest';
+const engineUrl = process.env['CAMUNDA_URL'] ?? `http://127.0.0.1:${process.env['ENGINE_PORT'] ?? '8080'}/engine-rest`;
 const metricsPort = Number(process.env['DEMO_METRICS_PORT'] ?? 9464);
 
 const json = (value: unknown): { type: string; value: string } => ({ type: 'Json', value: JSON.stringify(value) });

@@ -23,7 +23,7 @@ if (!env.CAMUNDA_URL) {
     }
     startedEngine = true;
   }
-  env.CAMUNDA_URL = 'http://127.0.0.1:8080/engine-rest';
+  env.CAMUNDA_URL = `http://127.0.0.1:${env.ENGINE_PORT || '8080'}/engine-rest`;
 }
 
 // A JSON report beside the usual output gives the closing count line below.
