@@ -115,9 +115,10 @@ function blockedCallsByInstance(logFile: string): Map<string, string[]> {
   return byInstance;
 }
 
-async function main(): Promise<void> {
-  const startedAt = performance.now();
-  const startedEngine = ensureEngine();
+type WorkerProcess = ReturnType<typeof startWorker>;
+
+/** Deploys, starts, waits and prints; the worker process it starts goes into `started`. */
+async function demonstrate(started: { worker?: WorkerProcess }): Promise<void> {
   const engine = new EngineRest(engineUrl);
   step(`engine ${await engine.version()} at ${engineUrl}`);
 
@@ -129,14 +130,15 @@ async function main(): Promise<void> {
   mkdirSync(join(root, '.engine'), { recursive: true });
   const logFile = join(root, '.engine', 'demo-worker.log');
   const worker = startWorker(logFile);
+  started.worker = worker;
   step(`worker started (pid ${worker.pid}, JSON log in .engine/demo-worker.log, metrics on :${metricsPort})`);
 
-  const started = [];
-  for (const instance of INSTANCES) started.push({ ...instance, id: await engine.start(instance.key, instance.variables) });
-  step(`started ${started.length} instances; waiting until each has ended or has an incident`);
+  const instances = [];
+  for (const instance of INSTANCES) instances.push({ ...instance, id: await engine.start(instance.key, instance.variables) });
+  step(`started ${instances.length} instances; waiting until each has ended or has an incident`);
 
   const results = [];
-  for (const instance of started) results.push({ ...instance, state: await engine.settle(instance.id, 90_000) });
+  for (const instance of instances) results.push({ ...instance, state: await engine.settle(instance.id, 90_000) });
 
   const blocked = blockedCallsByInstance(logFile);
   step('results (variables as read back from the engine history)');
@@ -162,10 +164,24 @@ async function main(): Promise<void> {
     }
   }
 
-  worker.kill('SIGTERM');
-  await new Promise((resolve) => worker.once('exit', resolve));
-  if (startedEngine && process.env['DEMO_KEEP_ENGINE'] !== '1') {
-    spawnSync(process.execPath, [engineScript, 'stop'], { stdio: 'inherit' });
+}
+
+async function main(): Promise<void> {
+  const startedAt = performance.now();
+  const startedEngine = ensureEngine();
+  const started: { worker?: WorkerProcess } = {};
+  try {
+    await demonstrate(started);
+  } finally {
+    // Whatever happened, leave nothing running that the demo started.
+    const { worker } = started;
+    if (worker && worker.exitCode === null) {
+      worker.kill('SIGTERM');
+      await new Promise((resolve) => worker.once('exit', resolve));
+    }
+    if (startedEngine && process.env['DEMO_KEEP_ENGINE'] !== '1') {
+      spawnSync(process.execPath, [engineScript, 'stop'], { stdio: 'inherit' });
+    }
   }
   step(`done in ${((performance.now() - startedAt) / 1000).toFixed(1)} s`);
 }

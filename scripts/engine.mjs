@@ -321,7 +321,9 @@ async function status(opts) {
     console.log(`running: ${url}${pidNote} (requires auth; set ENGINE_AUTH=basic)`);
   else if (code) console.log(`not an engine: ${url}/version answered HTTP ${code}`);
   else console.log(`not running: nothing answers at ${url}${pidNote}`);
-  return 0;
+  // Exit 0 only when an engine answers (3, "not running", as init scripts
+  // do): the test and demo commands start one on anything else.
+  return code === 200 || code === 401 ? 0 : 3;
 }
 
 const USAGE = 'usage: node scripts/engine.mjs start|stop|status [--port N] [--db h2|postgres]';

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // The CLI entry: the one place that prints to the terminal and picks exit codes.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+
 import { Command, InvalidArgumentError } from 'commander';
 
-import { loadConfig, type WorkerConfig } from '../config/config.ts';
+import { invocationDir, loadConfig, type WorkerConfig } from '../config/config.ts';
 import { isSandboxError } from '../errors.ts';
 import { loadPolicyDir, PolicyError } from '../policy/load.ts';
 import { createLogger } from '../telemetry/logger.ts';
@@ -60,10 +63,18 @@ program
   .option('--result-variable <name>', 'the resultVariable property of the task')
   .action(async (file: string, flags) => {
     const config = loadConfig({ policiesDir: flags.policies, logLevel: 'warn' });
+    // Paths are the user's, from where they ran the command (npm runs scripts in the package root).
+    const script = resolve(invocationDir(), file);
+    const vars = flags.vars === undefined || flags.vars === '-' ? flags.vars : resolve(invocationDir(), flags.vars);
+    if (!existsSync(script)) {
+      process.stderr.write(`camunda-sandbox: no script file at ${script}\n`);
+      process.exitCode = EXIT_USAGE;
+      return;
+    }
     const logger = createLogger('warn');
     const report = await runScriptFile(
-      file,
-      { policy: flags.policy, policiesDir: config.policiesDir, vars: flags.vars, resultVariable: flags.resultVariable },
+      script,
+      { policy: flags.policy, policiesDir: config.policiesDir, vars, resultVariable: flags.resultVariable },
       logger,
     );
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

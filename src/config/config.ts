@@ -109,7 +109,9 @@ export function loadConfig(
     const lines = parsed.error.issues.map((issue) => {
       const key = String(issue.path[0] ?? '');
       const source = origin[key] ?? ENV_NAMES[key as keyof WorkerConfig] ?? key;
-      return `${source}: ${issue.message}`;
+      // The bad value helps, except where it is a credential.
+      const shown = key in raw && !/password|token/i.test(key) ? ` (got '${String(raw[key])}')` : '';
+      return `${source}: ${issue.message}${shown}`;
     });
     throw new SandboxError('CONFIG_INVALID', `invalid configuration:\n  ${lines.join('\n  ')}`);
   }
@@ -122,7 +124,12 @@ export function loadConfig(
   }
   return Object.freeze({
     ...config,
-    policiesDir: resolve(config.policiesDir),
-    scriptsDir: resolve(config.scriptsDir),
+    policiesDir: resolve(invocationDir(), config.policiesDir),
+    scriptsDir: resolve(invocationDir(), config.scriptsDir),
   });
+}
+
+/** The folder the user ran the command from (npm scripts run in the package root). */
+export function invocationDir(): string {
+  return process.env['INIT_CWD'] ?? process.cwd();
 }
