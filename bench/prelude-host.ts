@@ -3,7 +3,6 @@
 // traps, the capability shims), the same JSON input the executor builds for
 // it, the same ScriptJob. node:vm and QuickJS thus do the same work per
 // execution as the executor; only the engine and the isolation differ.
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
@@ -22,16 +21,12 @@ import type { BenchScript } from './scripts.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/**
- * Read as text, not imported from isolate-pool.ts: that module loads
- * isolated-vm, which Node 24 only runs with --no-node-snapshot, and the
- * benchmark's own process has no isolate.
- */
-export const PRELUDE_SOURCE = readFileSync(
-  new URL('../src/sandbox/prelude.isolate.js', import.meta.url),
-  'utf8',
-);
-export const PRELUDE_FILENAME = 'sandbox-prelude.js';
+// From prelude-source.ts, not isolate-pool.ts: that module loads isolated-vm,
+// which Node 24 only runs with --no-node-snapshot, and the benchmark's own
+// process has no isolate.
+import { PRELUDE_FILENAME, PRELUDE_SOURCE } from '../src/sandbox/prelude-source.ts';
+
+export { PRELUDE_FILENAME, PRELUDE_SOURCE };
 
 /** The shipped default policy (sandbox-policies/default.yaml): limits and capabilities of every job here. */
 export function defaultPolicy(): Policy {

@@ -49,6 +49,9 @@ class Executor {
       this.child.once('exit', () => resolve());
     });
     this.child.on('message', (message: FromExecutor) => this.receive(message));
+    // A send to an executor that has just died fails with EPIPE, emitted here:
+    // unheard, it would crash the worker. Its 'exit' ends the jobs as crashed.
+    this.child.on('error', (err) => options.logger.warn({ pid: this.child.pid, err: err.message }, 'executor channel error'));
     this.child.on('exit', (code, signal) => onExit(this, exitReason(code, signal)));
   }
 

@@ -1,13 +1,8 @@
-import { readFileSync } from 'node:fs';
-
 import ivm from 'isolated-vm';
 
-const isolateFile = (name: string) => readFileSync(new URL(`./${name}`, import.meta.url), 'utf8');
+import { PRELUDE_FILENAME, PRELUDE_SOURCE } from './prelude-source.ts';
 
-// The prelude and the Spin API it installs, compiled as one script that
-// evaluates to the prelude's install function (see prelude.isolate.js).
-const PRELUDE_SOURCE = `(function (defineSpin) {\n'use strict';\nreturn (\n${isolateFile('prelude.isolate.js')}\n);\n})(${isolateFile('spin.isolate.js')})`;
-export const PRELUDE_FILENAME = 'sandbox-prelude.js';
+export { PRELUDE_FILENAME } from './prelude-source.ts';
 
 /** An idle isolate whose heap holds more than this (or half its limit) is replaced. */
 const RETIRE_HEAP_BYTES = 16 * 1_048_576;

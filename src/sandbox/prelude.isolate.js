@@ -407,7 +407,10 @@
 
   // Not present at all: WebAssembly's memory escapes the isolate's limit, and
   // shared memory with Atomics.wait could park the thread outside our CPU clock.
-  for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics']) delete global[name];
+  // FinalizationRegistry's callbacks run whenever the collector says, also
+  // after the task, in the pooled isolate, outside every limit (and on the
+  // next task's clock): they would outlive the script.
+  for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics', 'FinalizationRegistry']) delete global[name];
 
   installGlobal('execution', execution);
   installGlobal('S', spin.S);

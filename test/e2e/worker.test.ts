@@ -252,16 +252,22 @@ execution.setVariable('oUndefined', undefined);
       // Watch the task while it fails: the retries the engine holds after each failure.
       const seen: number[] = [];
       let details = '';
+      const observe = async () => {
+        const [task] = await externalTaskRows(id);
+        if (task && task.retries !== null && seen.at(-1) !== task.retries) {
+          seen.push(task.retries);
+          expect(task.errorMessage).toBe('Error: order 42 has no lines');
+          details ||= await engine.errorDetails(task.id);
+        }
+      };
       const outcome = await waitFor(
         'the third failure to open an incident',
         async () => {
-          const [task] = await externalTaskRows(id);
-          if (task && task.retries !== null && seen.at(-1) !== task.retries) {
-            seen.push(task.retries);
-            expect(task.errorMessage).toBe('Error: order 42 has no lines');
-            details ||= await engine.errorDetails(task.id);
-          }
-          return (await engine.incidents(id)).length > 0 ? 'incident' : undefined;
+          await observe();
+          if ((await engine.incidents(id)).length === 0) return undefined;
+          // The last failure can land between the two reads: read the task once more.
+          await observe();
+          return 'incident';
         },
         60_000,
       );

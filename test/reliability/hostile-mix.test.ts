@@ -9,6 +9,10 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { processModel } from '../../src/engine-harness/bpmn.ts';
+import { ExecutorPool } from '../../src/executor/executor-pool.ts';
+import { policySchema } from '../../src/policy/schema.ts';
+import type { ScriptJob } from '../../src/sandbox/job.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
 import { processId } from '../support/e2e.ts';
 import { engine, metricValue, startTestWorker, testPolicy, uniqueTopic, type TestWorker } from '../support/worker.ts';
 
@@ -269,5 +273,73 @@ describe('hostile scripts beside benign ones, with executors killed from outside
     );
     expect(retained).toBeGreaterThan(0.1);
     expect(Date.now() - testStarted).toBeLessThan(120_000);
+  });
+});
+
+describe('executors under floods and kills, without the engine', () => {
+  const policy = policySchema.parse({ name: 'flood', topics: ['flood'], limits: HOSTILE_LIMITS, capabilities: { secrets: { allow: ['X'] } } });
+  const job = (source: string): ScriptJob => ({
+    taskId: 'flood',
+    topic: 'flood',
+    policy: 'flood',
+    source,
+    filename: 'flood.js',
+    variables: {},
+    meta: { executionId: null, processInstanceId: null, processDefinitionId: null, processDefinitionKey: null, activityId: null, activityInstanceId: null, businessKey: null, tenantId: null, topicName: 'flood' },
+    limits: policy.limits,
+    capabilities: { secrets: policy.capabilities.secrets },
+  });
+  let pool: ExecutorPool;
+  beforeAll(async () => {
+    pool = new ExecutorPool({ processes: 1, isolates: { maxIdle: 4, maxTasksPerIsolate: 100 }, logger: createLogger('silent') });
+    await pool.start();
+  });
+  afterAll(() => pool?.stop());
+
+  it('eight blocked-call floods at once in one executor end at their limits, with bounded events and memory', async () => {
+    const [pid] = pool.pids();
+    let maxRss = 0;
+    const timer = setInterval(() => (maxRss = Math.max(maxRss, vmRssMb(pid!))), 50);
+    let events = 0;
+    let counted = 0;
+    const started = performance.now();
+    const outcomes = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        pool.run(job(i % 2 ? 'for (;;) { try { process.env; } catch (e) {} }' : "for (;;) { try { secrets.get('NOT_ALLOWED'); } catch (e) {} }"), (event) => {
+          events += 1;
+          if (event.kind === 'blocked') counted += event.count ?? 1;
+        }),
+      ),
+    );
+    clearInterval(timer);
+    const seconds = (performance.now() - started) / 1000;
+    for (const outcome of outcomes) expect(outcome).toMatchObject({ kind: 'timeout' });
+    // Each script's limits held (3 s of wall time, with some slack for a busy machine).
+    expect(seconds).toBeLessThan(8);
+    // At most 100 events per task one by one, then one summed event per capability.
+    expect(events).toBeLessThanOrEqual(8 * 101);
+    expect(counted).toBeGreaterThan(events);
+    expect(maxRss).toBeLessThan(400);
+    console.log(`8 blocked-call floods: ${seconds.toFixed(1)} s, ${events} events for ${counted} blocked calls, executor VmRSS max ${Math.round(maxRss)} MB`);
+
+    const next = await pool.run(job('"still serving"'));
+    expect(next).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'still serving' } });
+  });
+
+  it('a job sent to an executor that died a moment before ends as crashed, and the worker process lives on', async () => {
+    const outcomes: Promise<string>[] = [];
+    for (let round = 0; round < 3; round++) {
+      const [pid] = pool.pids();
+      process.kill(pid!, 'SIGKILL');
+      // Hold the event loop so that the exit is not seen yet: the send then meets a closed pipe (EPIPE).
+      const until = Date.now() + 100;
+      while (Date.now() < until) {
+        /* busy */
+      }
+      outcomes.push(pool.run(job('"after the kill"')).then((o) => o.kind));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(await Promise.all(outcomes)).toEqual(['crashed', 'crashed', 'crashed']);
+    expect(await pool.run(job('"serving again"'))).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'serving again' } });
   });
 });
