@@ -22,7 +22,10 @@ const thenAt = process.argv.indexOf('--then');
 if (thenAt < 0) process.exit(0);
 const [command, ...args] = process.argv.slice(thenAt + 1);
 
-const env = { ...process.env, PATH: `${join(root, 'node_modules', '.bin')}${delimiter}${process.env.PATH}` };
+const env = {
+  ...process.env,
+  PATH: `${join(root, 'node_modules', '.bin')}${delimiter}${process.env.PATH}`,
+};
 const child = spawn(command, args, { cwd: process.cwd(), stdio: 'inherit', env });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 + 1 : 1)));

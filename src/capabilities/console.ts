@@ -2,11 +2,10 @@ import { z } from 'zod';
 
 import { isolateSource, type Capability, type ConsoleLevel } from './capability.ts';
 
-const settings = z
-  .strictObject({
-    maxLines: z.number().int().min(1).max(10_000).default(100),
-    maxBytes: z.number().int().min(64).max(1_048_576).default(16_384),
-  });
+const settings = z.strictObject({
+  maxLines: z.number().int().min(1).max(10_000).default(100),
+  maxBytes: z.number().int().min(64).max(1_048_576).default(16_384),
+});
 
 type ConsoleSettings = z.infer<typeof settings>;
 
@@ -45,7 +44,10 @@ export const consoleCapability: Capability<ConsoleSettings> = {
         const size = Buffer.byteLength(text);
         if (lines + 1 > config.maxLines || bytes + size > config.maxBytes) {
           truncated = true;
-          context.log('warn', `[console output truncated at ${config.maxLines} lines / ${config.maxBytes} bytes]`);
+          context.log(
+            'warn',
+            `[console output truncated at ${config.maxLines} lines / ${config.maxBytes} bytes]`,
+          );
           return undefined;
         }
         lines += 1;

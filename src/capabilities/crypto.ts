@@ -4,11 +4,15 @@ import { z } from 'zod';
 
 import { isolateSource, type Capability } from './capability.ts';
 
-const settings = z
-  .strictObject({
-    maxRandomBytes: z.number().int().min(1).max(65_536).default(65_536),
-    maxHashInputBytes: z.number().int().min(1).max(64 * 1_048_576).default(8 * 1_048_576),
-  });
+const settings = z.strictObject({
+  maxRandomBytes: z.number().int().min(1).max(65_536).default(65_536),
+  maxHashInputBytes: z
+    .number()
+    .int()
+    .min(1)
+    .max(64 * 1_048_576)
+    .default(8 * 1_048_576),
+});
 
 type CryptoSettings = z.infer<typeof settings>;
 
@@ -47,7 +51,11 @@ export const cryptoCapability: Capability<CryptoSettings> = {
             return randomUUID();
           case 'randomBytes': {
             const size = args[0];
-            if (!Number.isInteger(size) || (size as number) < 0 || (size as number) > config.maxRandomBytes) {
+            if (
+              !Number.isInteger(size) ||
+              (size as number) < 0 ||
+              (size as number) > config.maxRandomBytes
+            ) {
               throw new RangeError(`getRandomValues takes at most ${config.maxRandomBytes} bytes`);
             }
             const bytes = randomBytes(size as number);
@@ -55,9 +63,12 @@ export const cryptoCapability: Capability<CryptoSettings> = {
           }
           case 'hash': {
             const algorithm = ALGORITHMS[String(args[0])];
-            if (algorithm === undefined) throw new TypeError(`unsupported hash '${String(args[0])}': use SHA-256 or SHA-512`);
+            if (algorithm === undefined)
+              throw new TypeError(`unsupported hash '${String(args[0])}': use SHA-256 or SHA-512`);
             const encoding = args[2] === 'base64' ? 'base64' : 'hex';
-            return createHash(algorithm).update(hashInput(args[1], config.maxHashInputBytes)).digest(encoding);
+            return createHash(algorithm)
+              .update(hashInput(args[1], config.maxHashInputBytes))
+              .digest(encoding);
           }
           default:
             throw new TypeError(`crypto.${method} is not a crypto method`);

@@ -14,7 +14,6 @@ export interface Hop {
   readonly body: Uint8Array | undefined;
 }
 
-
 const MAX_URL_LENGTH = 8_192;
 const MAX_HEADERS = 100;
 const MAX_HEADER_BYTES = 64 * 1024;

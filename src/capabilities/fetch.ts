@@ -247,7 +247,6 @@ async function fetchWithPolicy(
   }
 }
 
-
 /**
  * `fetch(url, { method, headers, body })`: a subset of WHATWG fetch to the
  * origins, paths and methods the policy allows. Every hop is judged on the

@@ -25,7 +25,9 @@ function integerFlag(value: string): number {
 
 const program = new Command()
   .name('camunda-sandbox')
-  .description('Runs Camunda 7 BPMN scripts outside the engine, in isolated-vm isolates under a capability policy.')
+  .description(
+    'Runs Camunda 7 BPMN scripts outside the engine, in isolated-vm isolates under a capability policy.',
+  )
   .showHelpAfterError();
 
 program
@@ -37,7 +39,11 @@ program
   .option('--worker-id <id>', 'worker id sent to the engine (WORKER_ID)')
   .option('--max-parallel <n>', 'tasks in flight at once (MAX_PARALLEL)', integerFlag)
   .option('--executors <n>', 'executor processes (SANDBOX_EXECUTORS)', integerFlag)
-  .option('--metrics-port <port>', 'port of /metrics, /healthz, /readyz (METRICS_PORT)', integerFlag)
+  .option(
+    '--metrics-port <port>',
+    'port of /metrics, /healthz, /readyz (METRICS_PORT)',
+    integerFlag,
+  )
   .option('--log-level <level>', 'pino level (LOG_LEVEL)')
   .action(async (flags) => {
     const config = loadConfig({
@@ -65,7 +71,10 @@ program
     const config = loadConfig({ policiesDir: flags.policies, logLevel: 'warn' });
     // Paths are the user's, from where they ran the command (npm runs scripts in the package root).
     const script = resolve(invocationDir(), file);
-    const vars = flags.vars === undefined || flags.vars === '-' ? flags.vars : resolve(invocationDir(), flags.vars);
+    const vars =
+      flags.vars === undefined || flags.vars === '-'
+        ? flags.vars
+        : resolve(invocationDir(), flags.vars);
     if (!existsSync(script)) {
       process.stderr.write(`camunda-sandbox: no script file at ${script}\n`);
       process.exitCode = EXIT_USAGE;
@@ -74,7 +83,12 @@ program
     const logger = createLogger('warn');
     const report = await runScriptFile(
       script,
-      { policy: flags.policy, policiesDir: config.policiesDir, vars, resultVariable: flags.resultVariable },
+      {
+        policy: flags.policy,
+        policiesDir: config.policiesDir,
+        vars,
+        resultVariable: flags.resultVariable,
+      },
       logger,
     );
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -33,12 +33,19 @@ export interface RunReport {
  * with no engine. Returns the report; the CLI entry prints it and picks the
  * exit code.
  */
-export async function runScriptFile(file: string, options: RunOptions, logger: Logger): Promise<RunReport> {
+export async function runScriptFile(
+  file: string,
+  options: RunOptions,
+  logger: Logger,
+): Promise<RunReport> {
   const set = loadPolicyDir(options.policiesDir);
   const loaded = set.byName.get(options.policy);
   if (!loaded) {
     const names = [...set.byName.keys()].join(', ');
-    throw new SandboxError('POLICY_NOT_FOUND', `no policy named '${options.policy}' in ${options.policiesDir} (have: ${names})`);
+    throw new SandboxError(
+      'POLICY_NOT_FOUND',
+      `no policy named '${options.policy}' in ${options.policiesDir} (have: ${names})`,
+    );
   }
   const { policy } = loaded;
   const source = readFileSync(file, 'utf8');
@@ -47,15 +54,22 @@ export async function runScriptFile(file: string, options: RunOptions, logger: L
   const blockedCalls: RunReport['blockedCalls'] = [];
   const consoleLines: RunReport['console'] = [];
   const onEvent = (event: ExecutionEvent) => {
-    if (event.kind === 'blocked') blockedCalls.push({ capability: event.capability, target: event.name });
+    if (event.kind === 'blocked')
+      blockedCalls.push({ capability: event.capability, target: event.name });
     else consoleLines.push({ level: event.level, text: event.text });
   };
 
-  const executors = new ExecutorPool({ processes: 1, isolates: { maxIdle: 1, maxTasksPerIsolate: 1 }, logger });
+  const executors = new ExecutorPool({
+    processes: 1,
+    isolates: { maxIdle: 1, maxTasksPerIsolate: 1 },
+    logger,
+  });
   await executors.start();
   const started = performance.now();
   try {
-    const capabilities = Object.fromEntries(Object.entries(policy.capabilities).filter(([, s]) => s !== undefined));
+    const capabilities = Object.fromEntries(
+      Object.entries(policy.capabilities).filter(([, s]) => s !== undefined),
+    );
     const outcome = await executors.run(
       {
         taskId: 'local',
@@ -81,7 +95,11 @@ export async function runScriptFile(file: string, options: RunOptions, logger: L
       },
       onEvent,
     );
-    const decision = decide(outcome, { policy, retries: options.retries ?? null, resultVariable: options.resultVariable });
+    const decision = decide(outcome, {
+      policy,
+      retries: options.retries ?? null,
+      resultVariable: options.resultVariable,
+    });
     return {
       outcome: decision.outcome,
       engine: { scriptHash: sha256(source), ...decision.report },
@@ -98,6 +116,9 @@ function readVars(from: string): string {
   try {
     return readFileSync(from === '-' ? 0 : from, 'utf8');
   } catch (err) {
-    throw new SandboxError('SCRIPT_VARIABLE_INVALID', `cannot read variables from ${from === '-' ? 'standard input' : from}: ${(err as Error).message}`);
+    throw new SandboxError(
+      'SCRIPT_VARIABLE_INVALID',
+      `cannot read variables from ${from === '-' ? 'standard input' : from}: ${(err as Error).message}`,
+    );
   }
 }

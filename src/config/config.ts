@@ -20,7 +20,10 @@ import { SandboxError } from '../errors.ts';
  */
 // Number('  ') is 0: a blank value must not pass as port 0 or any other number.
 const integer = (min: number, max: number) =>
-  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? Number.NaN : v), z.coerce.number().int().min(min).max(max));
+  z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? Number.NaN : v),
+    z.coerce.number().int().min(min).max(max),
+  );
 
 export const configSchema = z.strictObject({
   camundaUrl: z.url({ protocol: /^https?$/ }).default('http://localhost:8080/engine-rest'),
@@ -110,17 +113,24 @@ export function loadConfig(
       const key = String(issue.path[0] ?? '');
       const source = origin[key] ?? ENV_NAMES[key as keyof WorkerConfig] ?? key;
       // The bad value helps, except where it is a credential.
-      const shown = key in raw && !/password|token/i.test(key) ? ` (got '${String(raw[key])}')` : '';
+      const shown =
+        key in raw && !/password|token/i.test(key) ? ` (got '${String(raw[key])}')` : '';
       return `${source}: ${issue.message}${shown}`;
     });
     throw new SandboxError('CONFIG_INVALID', `invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const config = parsed.data;
   if (config.camundaUser && config.camundaToken) {
-    throw new SandboxError('CONFIG_INVALID', 'invalid configuration: set CAMUNDA_USER/CAMUNDA_PASSWORD or CAMUNDA_TOKEN, not both');
+    throw new SandboxError(
+      'CONFIG_INVALID',
+      'invalid configuration: set CAMUNDA_USER/CAMUNDA_PASSWORD or CAMUNDA_TOKEN, not both',
+    );
   }
   if (config.camundaPassword !== undefined && !config.camundaUser) {
-    throw new SandboxError('CONFIG_INVALID', 'invalid configuration: CAMUNDA_PASSWORD is set but CAMUNDA_USER is not');
+    throw new SandboxError(
+      'CONFIG_INVALID',
+      'invalid configuration: CAMUNDA_PASSWORD is set but CAMUNDA_USER is not',
+    );
   }
   return Object.freeze({
     ...config,

@@ -46,7 +46,9 @@ function xmlText(text: string): string {
 
 function stepXml(step: SandboxStep | InlineStep): string {
   if (step.kind === 'inline') {
-    const result = step.resultVariable ? ` camunda:resultVariable="${xmlAttribute(step.resultVariable)}"` : '';
+    const result = step.resultVariable
+      ? ` camunda:resultVariable="${xmlAttribute(step.resultVariable)}"`
+      : '';
     return `<bpmn:scriptTask id="step" name="inline script" scriptFormat="javascript"${result}>
       <bpmn:script>${xmlText(step.script)}</bpmn:script>
     </bpmn:scriptTask>`;
@@ -56,7 +58,10 @@ function stepXml(step: SandboxStep | InlineStep): string {
   if (step.scriptRef !== undefined) properties['scriptRef'] = step.scriptRef;
   if (step.resultVariable !== undefined) properties['resultVariable'] = step.resultVariable;
   const entries = Object.entries(properties)
-    .map(([name, value]) => `<camunda:property name="${xmlAttribute(name)}" value="${xmlAttribute(value)}" />`)
+    .map(
+      ([name, value]) =>
+        `<camunda:property name="${xmlAttribute(name)}" value="${xmlAttribute(value)}" />`,
+    )
     .join('\n          ');
   return `<bpmn:serviceTask id="step" name="sandboxed script" camunda:type="external" camunda:topic="${xmlAttribute(step.topic ?? 'sandbox')}">
       <bpmn:extensionElements>
@@ -69,10 +74,12 @@ function stepXml(step: SandboxStep | InlineStep): string {
 
 /** A deployable process: start → step → end, with an optional error path. */
 export function processModel(options: ModelOptions): string {
-  const errorRef = options.catchError && options.catchError !== '*' ? ' errorRef="caught_error"' : '';
-  const errorDefinition = options.catchError && options.catchError !== '*'
-    ? `<bpmn:error id="caught_error" name="${xmlAttribute(options.catchError)}" errorCode="${xmlAttribute(options.catchError)}" />`
-    : '';
+  const errorRef =
+    options.catchError && options.catchError !== '*' ? ' errorRef="caught_error"' : '';
+  const errorDefinition =
+    options.catchError && options.catchError !== '*'
+      ? `<bpmn:error id="caught_error" name="${xmlAttribute(options.catchError)}" errorCode="${xmlAttribute(options.catchError)}" />`
+      : '';
   const errorPath = options.catchError
     ? `<bpmn:boundaryEvent id="on_error" attachedToRef="step">
       <bpmn:errorEventDefinition${errorRef} />

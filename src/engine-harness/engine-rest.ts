@@ -19,15 +19,26 @@ export class EngineRest {
 
   constructor(baseUrl: string, auth?: { user: string; password: string }) {
     this.baseUrl = baseUrl.replace(/\/$/, '');
-    this.headers = auth ? { authorization: `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}` } : {};
+    this.headers = auth
+      ? {
+          authorization: `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`,
+        }
+      : {};
   }
 
-  async call<T = unknown>(method: 'GET' | 'POST' | 'DELETE' | 'PUT', path: string, body?: unknown): Promise<T> {
+  async call<T = unknown>(
+    method: 'GET' | 'POST' | 'DELETE' | 'PUT',
+    path: string,
+    body?: unknown,
+  ): Promise<T> {
     const isForm = body instanceof FormData;
     const response = await request(`${this.baseUrl}${path}`, {
       dispatcher: this.dispatcher,
       method,
-      headers: { ...this.headers, ...(body === undefined || isForm ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        ...this.headers,
+        ...(body === undefined || isForm ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : isForm ? body : JSON.stringify(body),
     });
     const text = await response.body.text();
@@ -43,29 +54,36 @@ export class EngineRest {
   }
 
   /** Deploys BPMN files (paths or {name, xml}); returns the deployed process definitions by key. */
-  async deploy(name: string, files: (string | { name: string; xml: string })[]): Promise<Record<string, string>> {
+  async deploy(
+    name: string,
+    files: (string | { name: string; xml: string })[],
+  ): Promise<Record<string, string>> {
     const form = new FormData();
     form.append('deployment-name', name);
     form.append('deploy-changed-only', 'false');
     for (const file of files) {
-      const entry = typeof file === 'string' ? { name: basename(file), xml: readFileSync(file, 'utf8') } : file;
+      const entry =
+        typeof file === 'string' ? { name: basename(file), xml: readFileSync(file, 'utf8') } : file;
       form.append(entry.name, new Blob([entry.xml], { type: 'application/xml' }), entry.name);
     }
-    const deployment = await this.call<{ deployedProcessDefinitions?: Record<string, { key: string }> }>(
-      'POST',
-      '/deployment/create',
-      form,
-    );
+    const deployment = await this.call<{
+      deployedProcessDefinitions?: Record<string, { key: string }>;
+    }>('POST', '/deployment/create', form);
     const byKey: Record<string, string> = {};
-    for (const [id, definition] of Object.entries(deployment.deployedProcessDefinitions ?? {})) byKey[definition.key] = id;
+    for (const [id, definition] of Object.entries(deployment.deployedProcessDefinitions ?? {}))
+      byKey[definition.key] = id;
     return byKey;
   }
 
   async start(key: string, variables: TypedVariables = {}, businessKey?: string): Promise<string> {
-    const instance = await this.call<{ id: string }>('POST', `/process-definition/key/${encodeURIComponent(key)}/start`, {
-      variables,
-      businessKey,
-    });
+    const instance = await this.call<{ id: string }>(
+      'POST',
+      `/process-definition/key/${encodeURIComponent(key)}/start`,
+      {
+        variables,
+        businessKey,
+      },
+    );
     return instance.id;
   }
 
@@ -82,11 +100,25 @@ export class EngineRest {
     return Object.fromEntries(rows.map((r) => [r.name, { type: r.type, value: r.value }]));
   }
 
-  async incidents(id: string): Promise<{ id: string; incidentType: string; incidentMessage: string; activityId: string; configuration: string }[]> {
+  async incidents(
+    id: string,
+  ): Promise<
+    {
+      id: string;
+      incidentType: string;
+      incidentMessage: string;
+      activityId: string;
+      configuration: string;
+    }[]
+  > {
     return this.call('GET', `/incident?processInstanceId=${id}`);
   }
 
-  async externalTasks(id: string): Promise<{ id: string; retries: number | null; errorMessage: string | null; activityId: string }[]> {
+  async externalTasks(
+    id: string,
+  ): Promise<
+    { id: string; retries: number | null; errorMessage: string | null; activityId: string }[]
+  > {
     return this.call('GET', `/external-task?processInstanceId=${id}`);
   }
 
@@ -99,7 +131,10 @@ export class EngineRest {
   }
 
   async activityIds(id: string): Promise<string[]> {
-    const rows = await this.call<{ activityId: string }[]>('GET', `/history/activity-instance?processInstanceId=${id}&sortBy=startTime&sortOrder=asc`);
+    const rows = await this.call<{ activityId: string }[]>(
+      'GET',
+      `/history/activity-instance?processInstanceId=${id}&sortBy=startTime&sortOrder=asc`,
+    );
     return rows.map((r) => r.activityId);
   }
 
@@ -121,6 +156,10 @@ export class EngineRest {
   /** Deletes every deployment, cascading to instances: a clean engine for a test file. */
   async deleteAllDeployments(): Promise<void> {
     const deployments = await this.call<{ id: string }[]>('GET', '/deployment');
-    for (const d of deployments) await this.call('DELETE', `/deployment/${d.id}?cascade=true&skipCustomListeners=true&skipIoMappings=true`);
+    for (const d of deployments)
+      await this.call(
+        'DELETE',
+        `/deployment/${d.id}?cascade=true&skipCustomListeners=true&skipIoMappings=true`,
+      );
   }
 }

@@ -11,7 +11,9 @@ import type { ScriptOutcome } from '../sandbox/outcome.ts';
 import { EXECUTOR_EXEC_ARGV, type FromExecutor, type ToExecutor } from './protocol.ts';
 
 // Run the entry in the same form as this module: .ts from source, .js when built.
-const EXECUTOR_MAIN = fileURLToPath(new URL(`./main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+const EXECUTOR_MAIN = fileURLToPath(
+  new URL(`./main${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+);
 
 /** How long a job waits for a replacement executor before it fails. */
 const EXECUTOR_WAIT_MS = 10_000;
@@ -38,7 +40,10 @@ class Executor {
   readonly pending = new Map<number, Pending>();
   readonly ready: Promise<void>;
 
-  constructor(options: ExecutorPoolOptions, onExit: (executor: Executor, reason: RestartReason) => void) {
+  constructor(
+    options: ExecutorPoolOptions,
+    onExit: (executor: Executor, reason: RestartReason) => void,
+  ) {
     this.child = fork(EXECUTOR_MAIN, [JSON.stringify(options.isolates)], {
       execArgv: EXECUTOR_EXEC_ARGV,
       serialization: 'advanced',
@@ -51,7 +56,9 @@ class Executor {
     this.child.on('message', (message: FromExecutor) => this.receive(message));
     // A send to an executor that has just died fails with EPIPE, emitted here:
     // unheard, it would crash the worker. Its 'exit' ends the jobs as crashed.
-    this.child.on('error', (err) => options.logger.warn({ pid: this.child.pid, err: err.message }, 'executor channel error'));
+    this.child.on('error', (err) =>
+      options.logger.warn({ pid: this.child.pid, err: err.message }, 'executor channel error'),
+    );
     this.child.on('exit', (code, signal) => onExit(this, exitReason(code, signal)));
   }
 
@@ -79,7 +86,9 @@ class Executor {
         return;
       case 'failed':
         this.pending.delete(message.id);
-        pending.reject(new SandboxError('EXECUTOR_CRASHED', `the sandbox failed: ${message.message}`));
+        pending.reject(
+          new SandboxError('EXECUTOR_CRASHED', `the sandbox failed: ${message.message}`),
+        );
         return;
     }
   }
@@ -184,13 +193,19 @@ export class ExecutorPool {
 
   private replace(dead: Executor, reason: RestartReason): void {
     for (const pending of dead.pending.values()) {
-      pending.resolve({ kind: 'crashed', message: `the executor process running the script exited (${reason})` });
+      pending.resolve({
+        kind: 'crashed',
+        message: `the executor process running the script exited (${reason})`,
+      });
     }
     dead.pending.clear();
 
     const index = this.executors.indexOf(dead);
     if (index < 0 || this.stopped) return;
-    this.options.logger.warn({ pid: dead.child.pid, reason }, 'executor exited; starting a replacement');
+    this.options.logger.warn(
+      { pid: dead.child.pid, reason },
+      'executor exited; starting a replacement',
+    );
     this.options.onRestart?.(reason);
 
     // A crash loop would otherwise spin a core: past 5 restarts a minute, wait.

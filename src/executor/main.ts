@@ -22,7 +22,11 @@ async function handle(message: ToExecutor): Promise<void> {
     const outcome = await runScript(job, pool, (event) => send({ type: 'event', id, event }));
     send({ type: 'done', id, outcome });
   } catch (err) {
-    send({ type: 'failed', id, message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    send({
+      type: 'failed',
+      id,
+      message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+    });
   }
 }
 

@@ -31,7 +31,10 @@ export interface PolicyProblem {
 export class PolicyError extends SandboxError {
   readonly problems: readonly PolicyProblem[];
 
-  constructor(problems: PolicyProblem[], code: 'POLICY_INVALID' | 'POLICY_TOPIC_CONFLICT' = 'POLICY_INVALID') {
+  constructor(
+    problems: PolicyProblem[],
+    code: 'POLICY_INVALID' | 'POLICY_TOPIC_CONFLICT' = 'POLICY_INVALID',
+  ) {
     super(code, problems.map(formatProblem).join('\n'));
     this.name = 'PolicyError';
     this.problems = problems;
@@ -62,12 +65,19 @@ export function loadPolicyFile(file: string): LoadedPolicy {
 
   const parsed = policySchema.safeParse(doc.toJS());
   if (!parsed.success) {
-    throw new PolicyError(parsed.error.issues.map((issue) => locateIssue(file, doc.contents, lines, issue)));
+    throw new PolicyError(
+      parsed.error.issues.map((issue) => locateIssue(file, doc.contents, lines, issue)),
+    );
   }
   return { policy: parsed.data, file };
 }
 
-function locateIssue(file: string, root: unknown, lines: LineCounter, issue: z.core.$ZodIssue): PolicyProblem {
+function locateIssue(
+  file: string,
+  root: unknown,
+  lines: LineCounter,
+  issue: z.core.$ZodIssue,
+): PolicyProblem {
   const path = issue.path.map(String);
   // An unknown key is reported on its parent; point at the key itself.
   const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
@@ -85,7 +95,9 @@ function locateIssue(file: string, root: unknown, lines: LineCounter, issue: z.c
 /** The key node of `key` in the map at `path` (its value may start on a later line). */
 function findKey(root: unknown, path: string[], key: string): Node | undefined {
   const parent = findNode(root, path);
-  const pair = isMap(parent) ? parent.items.find((p) => isScalar(p.key) && String(p.key.value) === key) : undefined;
+  const pair = isMap(parent)
+    ? parent.items.find((p) => isScalar(p.key) && String(p.key.value) === key)
+    : undefined;
   return (pair?.key as Node | undefined) ?? parent;
 }
 
@@ -113,12 +125,23 @@ function findNode(root: unknown, path: string[]): Node | undefined {
 export function loadPolicyDir(dir: string): PolicySet {
   let names: string[];
   try {
-    names = readdirSync(dir).filter((n) => /\.ya?ml$/.test(n)).sort();
+    names = readdirSync(dir)
+      .filter((n) => /\.ya?ml$/.test(n))
+      .sort();
   } catch (err) {
-    throw new PolicyError([{ file: dir, line: undefined, field: '', message: `cannot read the policy folder: ${(err as Error).message}` }]);
+    throw new PolicyError([
+      {
+        file: dir,
+        line: undefined,
+        field: '',
+        message: `cannot read the policy folder: ${(err as Error).message}`,
+      },
+    ]);
   }
   if (names.length === 0) {
-    throw new PolicyError([{ file: dir, line: undefined, field: '', message: 'the folder has no policy (*.yaml) file' }]);
+    throw new PolicyError([
+      { file: dir, line: undefined, field: '', message: 'the folder has no policy (*.yaml) file' },
+    ]);
   }
 
   const problems: PolicyProblem[] = [];
@@ -145,13 +168,25 @@ export function indexPolicies(loaded: LoadedPolicy[]): PolicySet {
   for (const entry of loaded) {
     const other = byName.get(entry.policy.name);
     if (other) {
-      problems.push(conflict(entry, 'name', `policy name '${entry.policy.name}' is also used by ${basename(other.file)}`));
+      problems.push(
+        conflict(
+          entry,
+          'name',
+          `policy name '${entry.policy.name}' is also used by ${basename(other.file)}`,
+        ),
+      );
     }
     byName.set(entry.policy.name, entry);
     entry.policy.topics.forEach((topic, index) => {
       const owner = byTopic.get(topic);
       if (owner) {
-        problems.push(conflict(entry, `topics.${index}`, `topic '${topic}' is already served by policy '${owner.policy.name}' (${basename(owner.file)})`));
+        problems.push(
+          conflict(
+            entry,
+            `topics.${index}`,
+            `topic '${topic}' is already served by policy '${owner.policy.name}' (${basename(owner.file)})`,
+          ),
+        );
       }
       byTopic.set(topic, entry);
     });
@@ -166,5 +201,10 @@ function conflict(entry: LoadedPolicy, field: string, message: string): PolicyPr
   const doc = parseDocument(readFileSync(entry.file, 'utf8'), { lineCounter: lines });
   const node = findNode(doc.contents, field.split('.'));
   const offset = node?.range?.[0];
-  return { file: entry.file, line: offset === undefined ? undefined : lines.linePos(offset).line, field, message };
+  return {
+    file: entry.file,
+    line: offset === undefined ? undefined : lines.linePos(offset).line,
+    field,
+    message,
+  };
 }

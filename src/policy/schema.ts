@@ -14,9 +14,19 @@ const limitsSchema = z
     /** CPU time limit in ms, measured on the isolate's own thread. */
     cpuMs: z.number().int().min(10).max(3_600_000).optional(),
     /** The task's variables, serialized, in bytes. */
-    inputBytes: z.number().int().min(1024).max(64 * 1_048_576).default(1_048_576),
+    inputBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1_048_576)
+      .default(1_048_576),
     /** The script's result and variables, serialized, in bytes. */
-    outputBytes: z.number().int().min(1024).max(64 * 1_048_576).default(1_048_576),
+    outputBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1_048_576)
+      .default(1_048_576),
   })
   // Unset, the CPU limit is 2000 ms or the wall limit if that is smaller.
   .transform((limits) => ({ ...limits, cpuMs: limits.cpuMs ?? Math.min(2000, limits.wallMs) }))
@@ -51,13 +61,17 @@ function capabilitiesSchema() {
   const shape: Record<string, z.ZodType> = {};
   // `crypto:` with nothing after it grants the capability with its defaults.
   for (const [name, capability] of CAPABILITIES) {
-    shape[name] = z.preprocess((value) => (value === null ? {} : value), capability.settings).optional();
+    shape[name] = z
+      .preprocess((value) => (value === null ? {} : value), capability.settings)
+      .optional();
   }
   return z.strictObject(shape).default({});
 }
 
 export const policySchema = z.strictObject({
-  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a policy name is lowercase letters, digits, _ and -'),
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a policy name is lowercase letters, digits, _ and -'),
   description: z.string().optional(),
   topics: z.array(z.string().regex(TOPIC, 'a topic is letters, digits and _ . : -')).min(1),
   limits: limitsSchema.default(limitsSchema.parse({})),

@@ -143,7 +143,9 @@
   function refuser(name, capability) {
     return () => {
       hostNotify('blocked', capability, name);
-      throw new SandboxPolicyError(`${name} is not available in the sandbox: the engine's services are out of reach`);
+      throw new SandboxPolicyError(
+        `${name} is not available in the sandbox: the engine's services are out of reach`,
+      );
     };
   }
 
@@ -224,7 +226,8 @@
         case 'bigint':
           return rawJSON(StringCtor(item));
         case 'number':
-          if (!isFinite(item)) throw new VariableError(`${where}: ${item} cannot be stored in Json`);
+          if (!isFinite(item))
+            throw new VariableError(`${where}: ${item} cannot be stored in Json`);
           return item;
         case 'function':
         case 'symbol':
@@ -311,7 +314,14 @@
 
   // ------------------------------------------------------------------ Spin
 
-  const spin = defineSpin({ jsonParse, exactReviver, jsonText, TypeErrorCtor, ErrorCtor, StringCtor });
+  const spin = defineSpin({
+    jsonParse,
+    exactReviver,
+    jsonText,
+    TypeErrorCtor,
+    ErrorCtor,
+    StringCtor,
+  });
 
   // ------------------------------------------------------------- execution
 
@@ -410,7 +420,8 @@
   // FinalizationRegistry's callbacks run whenever the collector says, also
   // after the task, in the pooled isolate, outside every limit (and on the
   // next task's clock): they would outlive the script.
-  for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics', 'FinalizationRegistry']) delete global[name];
+  for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics', 'FinalizationRegistry'])
+    delete global[name];
 
   installGlobal('execution', execution);
   installGlobal('S', spin.S);
@@ -504,7 +515,10 @@
     let completion;
     try {
       completion = indirectEval(`${source}\n//# sourceURL=${filename}`);
-      if (completion !== null && (typeof completion === 'object' || typeof completion === 'function')) {
+      if (
+        completion !== null &&
+        (typeof completion === 'object' || typeof completion === 'function')
+      ) {
         const then = completion.then;
         if (typeof then === 'function') completion = await PromiseResolve(completion);
       }
@@ -522,4 +536,4 @@
   }
 
   return run;
-})
+});

@@ -84,7 +84,8 @@ export async function runScript(
     reusable = true;
     return redactor.redactOutcome(parseOutcome(text, job.limits.outputBytes));
   } catch (err) {
-    if (guard.breach) return { kind: 'timeout', limit: guard.breach.limit, limitMs: guard.breach.limitMs };
+    if (guard.breach)
+      return { kind: 'timeout', limit: guard.breach.limit, limitMs: guard.breach.limitMs };
     if (isolate.isDisposed || (!scriptStarted && /memory limit/i.test(errorMessage(err)))) {
       return { kind: 'memoryLimit', limitMb: job.limits.memoryMb };
     }
@@ -134,7 +135,8 @@ function summedBlockedCalls(emit: (event: ExecutionEvent) => void) {
       else summed.set(event.capability, { name: event.name, count: 1 });
     },
     flush(): void {
-      for (const [capability, { name, count }] of summed) emit({ kind: 'blocked', capability, name, count });
+      for (const [capability, { name, count }] of summed)
+        emit({ kind: 'blocked', capability, name, count });
       summed.clear();
     },
   };
@@ -149,7 +151,11 @@ const PARSED_LIMIT = 2000;
  * the prelude runs the script through eval, whose SyntaxError has no location.
  */
 async function checkSyntax(isolate: ivm.Isolate, job: ScriptJob): Promise<string | undefined> {
-  const key = createHash('sha256').update(job.filename).update('\0').update(job.source).digest('hex');
+  const key = createHash('sha256')
+    .update(job.filename)
+    .update('\0')
+    .update(job.source)
+    .digest('hex');
   if (PARSED.has(key)) return undefined;
   try {
     const script = await isolate.compileScript(job.source, { filename: job.filename });
@@ -178,7 +184,12 @@ function buildInput(job: ScriptJob): string | undefined {
 
   return JSON.stringify({
     variables: job.variables,
-    meta: { ...job.meta, policy: job.policy, outputLimit: job.limits.outputBytes, wantsResult: job.wantsResult ?? true },
+    meta: {
+      ...job.meta,
+      policy: job.policy,
+      outputLimit: job.limits.outputBytes,
+      wantsResult: job.wantsResult ?? true,
+    },
     traps: trapsFor(granted),
     capabilities: shims,
     capabilityNames: Object.fromEntries([...CAPABILITIES.keys()].map((name) => [name, true])),
@@ -221,7 +232,8 @@ function hostCallbacks(
 
   const call = (capability: unknown, method: unknown, args: unknown): Envelope => {
     const host = hosts.get(String(capability));
-    if (!host?.call || !Array.isArray(args)) return { error: `${String(capability)} has no such method` };
+    if (!host?.call || !Array.isArray(args))
+      return { error: `${String(capability)} has no such method` };
     try {
       const value = host.call(String(method), args);
       track(String(capability), host);
@@ -231,10 +243,15 @@ function hostCallbacks(
     }
   };
 
-  const callAsync = async (capability: unknown, method: unknown, args: unknown): Promise<Envelope> => {
+  const callAsync = async (
+    capability: unknown,
+    method: unknown,
+    args: unknown,
+  ): Promise<Envelope> => {
     onAsyncCall();
     const host = hosts.get(String(capability));
-    if (!host?.callAsync || !Array.isArray(args)) return { error: `${String(capability)} has no such method` };
+    if (!host?.callAsync || !Array.isArray(args))
+      return { error: `${String(capability)} has no such method` };
     try {
       return { value: await host.callAsync(String(method), args) };
     } catch (err) {
@@ -247,7 +264,11 @@ function hostCallbacks(
   const notify = (kind: unknown, capability: unknown, name: unknown): void => {
     if (kind !== 'blocked') return;
     const label = String(capability);
-    emit({ kind: 'blocked', capability: KNOWN_LABELS.has(label) ? label : 'unknown', name: String(name).slice(0, 64) });
+    emit({
+      kind: 'blocked',
+      capability: KNOWN_LABELS.has(label) ? label : 'unknown',
+      name: String(name).slice(0, 64),
+    });
   };
 
   return [
@@ -284,6 +305,7 @@ function parseOutcome(text: unknown, outputBytes: number): ScriptOutcome {
     return fail('the script produced an outcome that is not JSON');
   }
   const checked = isolateOutcomeSchema.safeParse(parsed);
-  if (!checked.success) return fail(`the script produced a malformed outcome: ${checked.error.issues[0]?.message}`);
+  if (!checked.success)
+    return fail(`the script produced a malformed outcome: ${checked.error.issues[0]?.message}`);
   return checked.data;
 }

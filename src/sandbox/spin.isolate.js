@@ -26,7 +26,9 @@
   }
 
   function unwrapSpin(value) {
-    return value !== null && typeof value === 'object' && reflectApply(weakSetHas, spinNodes, [value])
+    return value !== null &&
+      typeof value === 'object' &&
+      reflectApply(weakSetHas, spinNodes, [value])
       ? value.value()
       : value;
   }
@@ -60,7 +62,8 @@
         object[name] = unwrapSpin(newValue);
         return this;
       }
-      if (!hasOwn(object, name)) throw new ErrorCtor(`Spin: the JSON object has no property '${name}'`);
+      if (!hasOwn(object, name))
+        throw new ErrorCtor(`Spin: the JSON object has no property '${name}'`);
       return new SpinJsonNode(object, name);
     }
     hasProp(name) {
@@ -107,18 +110,21 @@
     }
     stringValue() {
       const value = this.value();
-      if (typeof value !== 'string') throw new TypeErrorCtor('Spin: this JSON node is not a string');
+      if (typeof value !== 'string')
+        throw new TypeErrorCtor('Spin: this JSON node is not a string');
       return value;
     }
     numberValue() {
       const value = this.value();
       if (typeof value === 'bigint') return value;
-      if (typeof value !== 'number') throw new TypeErrorCtor('Spin: this JSON node is not a number');
+      if (typeof value !== 'number')
+        throw new TypeErrorCtor('Spin: this JSON node is not a number');
       return value;
     }
     boolValue() {
       const value = this.value();
-      if (typeof value !== 'boolean') throw new TypeErrorCtor('Spin: this JSON node is not a boolean');
+      if (typeof value !== 'boolean')
+        throw new TypeErrorCtor('Spin: this JSON node is not a boolean');
       return value;
     }
     toJSON() {
@@ -131,9 +137,12 @@
 
   function S(input, format) {
     if (format !== undefined && !/json/i.test(StringCtor(format))) {
-      throw new TypeErrorCtor(`Spin: data format '${format}' is not available in the sandbox (JSON only)`);
+      throw new TypeErrorCtor(
+        `Spin: data format '${format}' is not available in the sandbox (JSON only)`,
+      );
     }
-    if (input !== null && typeof input === 'object' && reflectApply(weakSetHas, spinNodes, [input])) return input;
+    if (input !== null && typeof input === 'object' && reflectApply(weakSetHas, spinNodes, [input]))
+      return input;
     const value = typeof input === 'string' ? jsonParse(input, exactReviver) : input;
     return new SpinJsonNode({ root: value }, 'root');
   }
@@ -144,4 +153,4 @@
       value !== null && typeof value === 'object' && reflectApply(weakSetHas, spinNodes, [value]),
     valueOf: (node) => node.value(),
   };
-})
+});

@@ -39,7 +39,9 @@ export function startTelemetryServer(
       const state = health.ready();
       res
         .writeHead(state.ready ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ status: state.ready ? 'ready' : 'not ready', reasons: state.reasons }));
+        .end(
+          JSON.stringify({ status: state.ready ? 'ready' : 'not ready', reasons: state.reasons }),
+        );
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');

@@ -118,7 +118,8 @@ export class Metrics {
   /** Pre-zeroes the series of a topic so that dashboards show 0, not "no data". */
   declareTopic(topic: string, policy: string): void {
     for (const outcome of OUTCOMES) this.tasks.inc({ topic, policy, outcome }, 0);
-    for (const capability of BLOCKED_CAPABILITY_LABELS) this.blockedCalls.inc({ topic, policy, capability }, 0);
+    for (const capability of BLOCKED_CAPABILITY_LABELS)
+      this.blockedCalls.inc({ topic, policy, capability }, 0);
     this.inFlight.inc({ topic }, 0);
   }
 }

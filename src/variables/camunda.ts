@@ -88,7 +88,10 @@ export function fromCamunda(name: string, typed: TypedValue): WireValue {
       return { t: 'json', v: jsonTextOf(name, value) };
     case 'object':
       if (isJsonFormat(typed.valueInfo)) return { t: 'json', v: jsonTextOf(name, value) };
-      return { t: 'unsupported', type: `Object (${String(typed.valueInfo?.['serializationDataFormat'])})` };
+      return {
+        t: 'unsupported',
+        type: `Object (${String(typed.valueInfo?.['serializationDataFormat'])})`,
+      };
     default:
       return { t: 'unsupported', type: typed.type };
   }
@@ -117,7 +120,10 @@ export function toCamunda(name: string, wire: WireValue): TypedValue {
         return {
           type: 'Object',
           value: JSON.stringify(wire.v),
-          valueInfo: { objectTypeName: 'java.lang.String', serializationDataFormat: 'application/json' },
+          valueInfo: {
+            objectTypeName: 'java.lang.String',
+            serializationDataFormat: 'application/json',
+          },
         };
       }
       return { type: 'String', value: wire.v };
@@ -129,7 +135,10 @@ export function toCamunda(name: string, wire: WireValue): TypedValue {
       // JSON numbers beyond 2^53 are rounded by every JSON encoder on the way;
       // the engine accepts the exact digits as a string.
       const asNumber = Number(wire.v);
-      return { type: 'Long', value: Number.isSafeInteger(asNumber) ? asNumber : exactInteger(name, wire.v) };
+      return {
+        type: 'Long',
+        value: Number.isSafeInteger(asNumber) ? asNumber : exactInteger(name, wire.v),
+      };
     }
     case 'double':
       if (!Number.isFinite(wire.v)) throw invalid(name, `${wire.v} is not a finite number`);
@@ -137,7 +146,10 @@ export function toCamunda(name: string, wire: WireValue): TypedValue {
     case 'date':
       // The engine answers 400 for a year past 9999 and stores a negative one as a positive one.
       if (!/^\d{4}-/.test(wire.v) || wire.v.startsWith('0000-')) {
-        throw invalid(name, `${wire.v} is outside the years 0001 to 9999 that a Camunda Date can hold`);
+        throw invalid(
+          name,
+          `${wire.v} is outside the years 0001 to 9999 that a Camunda Date can hold`,
+        );
       }
       return { type: 'Date', value: isoToCamundaDate(wire.v) };
     case 'json':

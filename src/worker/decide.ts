@@ -8,7 +8,13 @@ import { toCamunda, toCamundaAll, type TypedVariables } from '../variables/camun
 export type Report =
   | { kind: 'complete'; variables: TypedVariables; localVariables: TypedVariables }
   | { kind: 'bpmnError'; code: string; message: string; variables: TypedVariables }
-  | { kind: 'failure'; errorMessage: string; errorDetails: string; retries: number; retryTimeout: number };
+  | {
+      kind: 'failure';
+      errorMessage: string;
+      errorDetails: string;
+      retries: number;
+      retryTimeout: number;
+    };
 
 export interface Decision {
   readonly report: Report;
@@ -26,7 +32,10 @@ export interface TaskFacts {
 const ERROR_MESSAGE_LIMIT = 666;
 
 /** Refusals that would fail the same way on every retry, and so open an incident at once. */
-const POLICY_VIOLATIONS: ReadonlySet<string> = new Set<ErrorCode>(['SCRIPT_PIN_MISMATCH', 'SCRIPT_SOURCE_REFUSED']);
+const POLICY_VIOLATIONS: ReadonlySet<string> = new Set<ErrorCode>([
+  'SCRIPT_PIN_MISMATCH',
+  'SCRIPT_SOURCE_REFUSED',
+]);
 
 /** Maps what the script did to what the engine receives (DESIGN.md, "Outcomes"). */
 export function decide(outcome: ScriptOutcome, facts: TaskFacts): Decision {
@@ -36,20 +45,43 @@ export function decide(outcome: ScriptOutcome, facts: TaskFacts): Decision {
     case 'bpmnError':
       return guarded(facts, () => ({
         outcome: 'bpmn_error',
-        report: { kind: 'bpmnError', code: outcome.code, message: outcome.message, variables: toCamundaAll(outcome.variables) },
+        report: {
+          kind: 'bpmnError',
+          code: outcome.code,
+          message: outcome.message,
+          variables: toCamundaAll(outcome.variables),
+        },
       }));
     case 'error':
-      if (outcome.policyViolation) return incident('policy_violation', `${outcome.name}: ${outcome.message}`, outcome.stack);
-      if (outcome.outputTooLarge) return incident('failed', `${outcome.name}: ${outcome.message}`, outcome.stack);
-      return retried(facts, `${outcome.name}: ${outcome.message}`, outcome.stack ?? `${outcome.name}: ${outcome.message}`);
+      if (outcome.policyViolation)
+        return incident('policy_violation', `${outcome.name}: ${outcome.message}`, outcome.stack);
+      if (outcome.outputTooLarge)
+        return incident('failed', `${outcome.name}: ${outcome.message}`, outcome.stack);
+      return retried(
+        facts,
+        `${outcome.name}: ${outcome.message}`,
+        outcome.stack ?? `${outcome.name}: ${outcome.message}`,
+      );
     case 'timeout':
-      return incident('timeout', `the script ran over its ${outcome.limit === 'cpu' ? 'CPU' : 'time'} limit of ${outcome.limitMs} ms`);
+      return incident(
+        'timeout',
+        `the script ran over its ${outcome.limit === 'cpu' ? 'CPU' : 'time'} limit of ${outcome.limitMs} ms`,
+      );
     case 'memoryLimit':
-      return incident('memory_limit', `the script ran over its memory limit of ${outcome.limitMb} MB`);
+      return incident(
+        'memory_limit',
+        `the script ran over its memory limit of ${outcome.limitMb} MB`,
+      );
     case 'rejected':
-      return incident(POLICY_VIOLATIONS.has(outcome.code) ? 'policy_violation' : 'failed', `${outcome.code}: ${outcome.message}`);
+      return incident(
+        POLICY_VIOLATIONS.has(outcome.code) ? 'policy_violation' : 'failed',
+        `${outcome.code}: ${outcome.message}`,
+      );
     case 'crashed':
-      return retried(facts, `the sandbox executor crashed while running the script: ${outcome.message}`);
+      return retried(
+        facts,
+        `the sandbox executor crashed while running the script: ${outcome.message}`,
+      );
   }
 }
 
@@ -59,7 +91,10 @@ export function decideRefusal(err: unknown, facts: TaskFacts): Decision {
   return decide({ kind: 'rejected', code, message: errorMessage(err) }, facts);
 }
 
-function completion(outcome: Extract<ScriptOutcome, { kind: 'completed' }>, facts: TaskFacts): Decision {
+function completion(
+  outcome: Extract<ScriptOutcome, { kind: 'completed' }>,
+  facts: TaskFacts,
+): Decision {
   return guarded(facts, () => {
     const variables = toCamundaAll(outcome.variables);
     if (facts.resultVariable && outcome.result !== undefined) {
@@ -94,6 +129,9 @@ function retried(facts: TaskFacts, message: string, details?: string): Decision 
 }
 
 function failure(message: string, details: string, retries: number, retryTimeout: number): Report {
-  const short = message.length > ERROR_MESSAGE_LIMIT ? `${message.slice(0, ERROR_MESSAGE_LIMIT - 1)}…` : message;
+  const short =
+    message.length > ERROR_MESSAGE_LIMIT
+      ? `${message.slice(0, ERROR_MESSAGE_LIMIT - 1)}…`
+      : message;
   return { kind: 'failure', errorMessage: short, errorDetails: details, retries, retryTimeout };
 }

@@ -22,7 +22,10 @@ export interface EngineClient {
   pollSettled(): Promise<void>;
 }
 
-type GotOptions = Record<string, unknown> & { headers?: Record<string, string>; hooks?: Record<string, unknown[]> };
+type GotOptions = Record<string, unknown> & {
+  headers?: Record<string, string>;
+  hooks?: Record<string, unknown[]>;
+};
 type GotResponse = { body: unknown; url?: string; requestUrl?: URL };
 
 const FETCH_AND_LOCK = /\/external-task\/fetchAndLock$/;
@@ -52,7 +55,10 @@ export function createEngineClient(config: WorkerConfig): EngineClient {
   const interceptor = (options: GotOptions): GotOptions => ({
     ...options,
     headers: { ...options.headers, ...authHeader(config) },
-    hooks: { ...options.hooks, afterResponse: [...(options.hooks?.['afterResponse'] ?? []), afterResponse] },
+    hooks: {
+      ...options.hooks,
+      afterResponse: [...(options.hooks?.['afterResponse'] ?? []), afterResponse],
+    },
   });
 
   const client = new Client({
@@ -69,8 +75,9 @@ export function createEngineClient(config: WorkerConfig): EngineClient {
   // Track the poll in flight so that a stop can wait for it: tasks it locks
   // must be unlocked, not left to their lock's expiry.
   let inFlight: Promise<unknown> = Promise.resolve();
-  const engineService = (client as unknown as { engineService: { fetchAndLock: (body: unknown) => Promise<unknown> } })
-    .engineService;
+  const engineService = (
+    client as unknown as { engineService: { fetchAndLock: (body: unknown) => Promise<unknown> } }
+  ).engineService;
   const fetchAndLock = engineService.fetchAndLock;
   engineService.fetchAndLock = (body: unknown) => {
     const request = fetchAndLock(body);
@@ -103,19 +110,22 @@ export function parseExact(text: string): unknown {
   // A reviver visits every value; only a number of 16 or more digits can be
   // rounded, so most responses skip it.
   if (!/\d{16}/.test(text)) return JSON.parse(text);
-  return JSON.parse(text, function (this: Record<string, unknown>, key, value, context?: { source?: string }) {
-    if (
-      key === 'value' &&
-      typeof value === 'number' &&
-      !Number.isSafeInteger(value) &&
-      typeof this['type'] === 'string' &&
-      this['type'].toLowerCase() === 'long' &&
-      context?.source !== undefined
-    ) {
-      return context.source;
-    }
-    return value;
-  });
+  return JSON.parse(
+    text,
+    function (this: Record<string, unknown>, key, value, context?: { source?: string }) {
+      if (
+        key === 'value' &&
+        typeof value === 'number' &&
+        !Number.isSafeInteger(value) &&
+        typeof this['type'] === 'string' &&
+        this['type'].toLowerCase() === 'long' &&
+        context?.source !== undefined
+      ) {
+        return context.source;
+      }
+      return value;
+    },
+  );
 }
 
 /** A Variables instance holding already typed values, as the client's complete() wants. */

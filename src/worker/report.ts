@@ -40,7 +40,13 @@ function refusal(err: unknown): { final: boolean; message: string } | undefined 
 function failureFor(report: Report, reason: string): Report {
   const what = report.kind === 'bpmnError' ? `BPMN error '${report.code}'` : 'completion';
   const message = `the engine refused the script's ${what}: ${reason}`;
-  return { kind: 'failure', errorMessage: message.length > 666 ? `${message.slice(0, 665)}…` : message, errorDetails: message, retries: 0, retryTimeout: 0 };
+  return {
+    kind: 'failure',
+    errorMessage: message.length > 666 ? `${message.slice(0, 665)}…` : message,
+    errorDetails: message,
+    retries: 0,
+    retryTimeout: 0,
+  };
 }
 
 /**
@@ -50,8 +56,15 @@ function failureFor(report: Report, reason: string): Report {
  * (the task is gone: completed elsewhere or cancelled) means our lock is
  * lost: logged and counted, never a crash.
  */
-export async function reportToEngine(task: Task, taskService: TaskService, report: Report, log: Logger): Promise<ReportResult> {
-  const lockExpiry = task.lockExpirationTime ? Date.parse(task.lockExpirationTime) : Date.now() + 30_000;
+export async function reportToEngine(
+  task: Task,
+  taskService: TaskService,
+  report: Report,
+  log: Logger,
+): Promise<ReportResult> {
+  const lockExpiry = task.lockExpirationTime
+    ? Date.parse(task.lockExpirationTime)
+    : Date.now() + 30_000;
   let current = report;
   let refusals = 0;
 
@@ -65,7 +78,10 @@ export async function reportToEngine(task: Task, taskService: TaskService, repor
       // and the task came back, for ever: fail the task with the engine's reason.
       const refused = current.kind === 'failure' ? undefined : refusal(err);
       if (refused && (refused.final || ++refusals >= REFUSALS_BEFORE_FAILING)) {
-        log.warn({ status, err: errorMessage(err) }, 'the engine refused the report; failing the task with its reason');
+        log.warn(
+          { status, err: errorMessage(err) },
+          'the engine refused the report; failing the task with its reason',
+        );
         current = failureFor(current, refused.message);
         continue;
       }
@@ -75,10 +91,16 @@ export async function reportToEngine(task: Task, taskService: TaskService, repor
       }
       const wait = RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)]!;
       if (Date.now() + wait >= lockExpiry) {
-        log.error({ status, err: errorMessage(err) }, 'could not report the task before its lock expires; the engine will hand it out again');
+        log.error(
+          { status, err: errorMessage(err) },
+          'could not report the task before its lock expires; the engine will hand it out again',
+        );
         return 'lock_lost';
       }
-      log.warn({ status, err: errorMessage(err), retryInMs: wait }, 'engine did not take the report; trying again');
+      log.warn(
+        { status, err: errorMessage(err), retryInMs: wait },
+        'engine did not take the report; trying again',
+      );
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
@@ -87,9 +109,18 @@ export async function reportToEngine(task: Task, taskService: TaskService, repor
 function send(task: Task, taskService: TaskService, report: Report): Promise<void> {
   switch (report.kind) {
     case 'complete':
-      return taskService.complete(task, typedVariables(report.variables), typedVariables(report.localVariables));
+      return taskService.complete(
+        task,
+        typedVariables(report.variables),
+        typedVariables(report.localVariables),
+      );
     case 'bpmnError':
-      return taskService.handleBpmnError(task, report.code, report.message, typedVariables(report.variables));
+      return taskService.handleBpmnError(
+        task,
+        report.code,
+        report.message,
+        typedVariables(report.variables),
+      );
     case 'failure':
       return taskService.handleFailure(task, {
         errorMessage: report.errorMessage,

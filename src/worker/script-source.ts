@@ -36,18 +36,28 @@ export function resolveScript(
   const ref = properties['scriptRef'];
 
   if (inline !== undefined && ref !== undefined) {
-    throw new SandboxError('SCRIPT_REF_INVALID', 'the task sets both script and scriptRef: set one');
+    throw new SandboxError(
+      'SCRIPT_REF_INVALID',
+      'the task sets both script and scriptRef: set one',
+    );
   }
   if (inline !== undefined) {
     if (!policy.sources.inline) {
-      throw new SandboxError('SCRIPT_SOURCE_REFUSED', `policy '${policy.name}' does not accept inline scripts: use scriptRef`);
+      throw new SandboxError(
+        'SCRIPT_SOURCE_REFUSED',
+        `policy '${policy.name}' does not accept inline scripts: use scriptRef`,
+      );
     }
-    if (inline.trim() === '') throw new SandboxError('SCRIPT_SOURCE_MISSING', 'the script property is empty');
+    if (inline.trim() === '')
+      throw new SandboxError('SCRIPT_SOURCE_MISSING', 'the script property is empty');
     return { source: inline, filename: `${activityId ?? 'script'}.js`, hash: sha256(inline) };
   }
   if (ref !== undefined) {
     if (!policy.sources.registry) {
-      throw new SandboxError('SCRIPT_SOURCE_REFUSED', `policy '${policy.name}' does not accept scriptRef: scripts must be inline`);
+      throw new SandboxError(
+        'SCRIPT_SOURCE_REFUSED',
+        `policy '${policy.name}' does not accept scriptRef: scripts must be inline`,
+      );
     }
     return readScriptRef(ref, policy, scriptsDir);
   }
@@ -62,24 +72,36 @@ function readScriptRef(ref: string, policy: Policy, scriptsDir: string): Resolve
   const path = pinned ? pinned[1]! : ref.trim();
   const pin = pinned?.[2]?.toLowerCase();
   if (policy.sources.requirePin && pin === undefined) {
-    throw new SandboxError('SCRIPT_PIN_MISMATCH', `policy '${policy.name}' requires a pinned scriptRef (path@sha256:<hex>), got '${ref}'`);
+    throw new SandboxError(
+      'SCRIPT_PIN_MISMATCH',
+      `policy '${policy.name}' requires a pinned scriptRef (path@sha256:<hex>), got '${ref}'`,
+    );
   }
 
   const file = insideFolder(path, scriptsDir);
   let bytes: Buffer;
   try {
     if (statSync(file).size > MAX_SCRIPT_BYTES) {
-      throw new SandboxError('SCRIPT_REF_INVALID', `scriptRef '${path}' is over ${MAX_SCRIPT_BYTES} bytes`);
+      throw new SandboxError(
+        'SCRIPT_REF_INVALID',
+        `scriptRef '${path}' is over ${MAX_SCRIPT_BYTES} bytes`,
+      );
     }
     bytes = readFileSync(file);
   } catch (err) {
     if (err instanceof SandboxError) throw err;
-    throw new SandboxError('SCRIPT_REF_INVALID', `scriptRef '${path}' cannot be read from the script folder: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SandboxError(
+      'SCRIPT_REF_INVALID',
+      `scriptRef '${path}' cannot be read from the script folder: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
 
   const hash = sha256(bytes);
   if (pin !== undefined && pin !== hash) {
-    throw new SandboxError('SCRIPT_PIN_MISMATCH', `scriptRef '${path}' is pinned to sha256:${pin} but the file has sha256:${hash}`);
+    throw new SandboxError(
+      'SCRIPT_PIN_MISMATCH',
+      `scriptRef '${path}' is pinned to sha256:${pin} but the file has sha256:${hash}`,
+    );
   }
   return { source: bytes.toString('utf8'), filename: path, hash };
 }
@@ -87,7 +109,10 @@ function readScriptRef(ref: string, policy: Policy, scriptsDir: string): Resolve
 /** Resolves a relative path inside the script folder; anything that leaves it is refused. */
 function insideFolder(path: string, scriptsDir: string): string {
   if (path === '' || isAbsolute(path) || path.includes('\0')) {
-    throw new SandboxError('SCRIPT_REF_INVALID', `scriptRef '${path}' must be a relative path in the script folder`);
+    throw new SandboxError(
+      'SCRIPT_REF_INVALID',
+      `scriptRef '${path}' must be a relative path in the script folder`,
+    );
   }
   const root = resolve(scriptsDir);
   const candidate = resolve(root, path);
@@ -97,7 +122,10 @@ function insideFolder(path: string, scriptsDir: string): string {
     realRoot = realpathSync(root);
     real = realpathSync(candidate);
   } catch {
-    throw new SandboxError('SCRIPT_REF_INVALID', `scriptRef '${path}' does not exist in the script folder`);
+    throw new SandboxError(
+      'SCRIPT_REF_INVALID',
+      `scriptRef '${path}' does not exist in the script folder`,
+    );
   }
   const rel = relative(realRoot, real);
   if (rel === '' || rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel)) {

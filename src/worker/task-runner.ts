@@ -56,13 +56,24 @@ export async function runTask(entry: TaskInFlight, deps: TaskRunnerDeps): Promis
     policy: policyName,
   });
 
-  const result: TaskResult = { outcome: 'failed', scriptHash: undefined, executionMs: undefined, blockedCalls: 0 };
+  const result: TaskResult = {
+    outcome: 'failed',
+    scriptHash: undefined,
+    executionMs: undefined,
+    blockedCalls: 0,
+  };
   const onEvent = (event: ExecutionEvent) => {
     if (event.kind === 'blocked') {
       const count = event.count ?? 1;
       result.blockedCalls += count;
-      deps.metrics.blockedCalls.inc({ topic: task.topicName, policy: policyName, capability: event.capability }, count);
-      taskLog.warn({ capability: event.capability, target: event.name, ...(count > 1 ? { count } : {}) }, 'blocked call');
+      deps.metrics.blockedCalls.inc(
+        { topic: task.topicName, policy: policyName, capability: event.capability },
+        count,
+      );
+      taskLog.warn(
+        { capability: event.capability, target: event.name, ...(count > 1 ? { count } : {}) },
+        'blocked call',
+      );
     } else {
       taskLog[event.level]({ source: 'script' }, event.text);
     }
@@ -70,30 +81,41 @@ export async function runTask(entry: TaskInFlight, deps: TaskRunnerDeps): Promis
 
   let decision: Decision;
   if (!loaded) {
-    const missing = new SandboxError('POLICY_NOT_FOUND', `no policy serves topic '${task.topicName}'`);
+    const missing = new SandboxError(
+      'POLICY_NOT_FOUND',
+      `no policy serves topic '${task.topicName}'`,
+    );
     decision = decideRefusal(missing, factsFor(task, undefined));
   } else {
     decision = await execute(entry, loaded.policy, exactVariables, deps, result, onEvent);
   }
 
   if (entry.abandoned) {
-    taskLog.info({ outcome: decision.outcome }, 'task finished after the stop had unlocked it; result dropped');
+    taskLog.info(
+      { outcome: decision.outcome },
+      'task finished after the stop had unlocked it; result dropped',
+    );
     return;
   }
 
   const reported = await reportToEngine(task, entry.taskService, decision.report, taskLog);
-  result.outcome = reported === 'lock_lost' ? 'lock_lost' : reported === 'refused' ? 'failed' : decision.outcome;
+  result.outcome =
+    reported === 'lock_lost' ? 'lock_lost' : reported === 'refused' ? 'failed' : decision.outcome;
 
   deps.metrics.tasks.inc({ topic: task.topicName, policy: policyName, outcome: result.outcome });
   if (result.executionMs !== undefined) {
-    deps.metrics.scriptDuration.observe({ topic: task.topicName, policy: policyName }, result.executionMs / 1000);
+    deps.metrics.scriptDuration.observe(
+      { topic: task.topicName, policy: policyName },
+      result.executionMs / 1000,
+    );
   }
   taskLog.info(
     {
       scriptHash: result.scriptHash,
       outcome: result.outcome,
       durationMs: Math.round(performance.now() - started),
-      executionMs: result.executionMs === undefined ? undefined : Math.round(result.executionMs * 10) / 10,
+      executionMs:
+        result.executionMs === undefined ? undefined : Math.round(result.executionMs * 10) / 10,
       blockedCalls: result.blockedCalls,
       // The script's error message stays out of the log: a script can put
       // variable values in it. It is in the engine, on the task or incident.
@@ -105,7 +127,10 @@ export async function runTask(entry: TaskInFlight, deps: TaskRunnerDeps): Promis
 async function execute(
   entry: TaskInFlight,
   policy: Policy,
-  exactVariables: Record<string, { type: string; value: unknown; valueInfo?: Record<string, unknown> }>,
+  exactVariables: Record<
+    string,
+    { type: string; value: unknown; valueInfo?: Record<string, unknown> }
+  >,
   deps: TaskRunnerDeps,
   result: TaskResult,
   onEvent: (event: ExecutionEvent) => void,
@@ -113,7 +138,12 @@ async function execute(
   const { task } = entry;
   const facts = factsFor(task, policy);
   try {
-    const script = resolveScript(task.extensionProperties ?? {}, policy, deps.scriptsDir, task.activityId);
+    const script = resolveScript(
+      task.extensionProperties ?? {},
+      policy,
+      deps.scriptsDir,
+      task.activityId,
+    );
     result.scriptHash = script.hash;
     const job: ScriptJob = {
       taskId: task.id,
@@ -142,10 +172,17 @@ async function execute(
     result.executionMs = performance.now() - executionStart;
     return decide(outcome, facts);
   } catch (err) {
-    if (isSandboxError(err) && err.code !== 'EXECUTOR_CRASHED' && err.code !== 'EXECUTOR_UNAVAILABLE') {
+    if (
+      isSandboxError(err) &&
+      err.code !== 'EXECUTOR_CRASHED' &&
+      err.code !== 'EXECUTOR_UNAVAILABLE'
+    ) {
       return decideRefusal(err, facts);
     }
-    deps.logger.error({ taskId: task.id, err: errorMessage(err) }, 'sandbox fault while running a task');
+    deps.logger.error(
+      { taskId: task.id, err: errorMessage(err) },
+      'sandbox fault while running a task',
+    );
     return decide({ kind: 'crashed', message: errorMessage(err) }, facts);
   }
 }
@@ -158,7 +195,9 @@ function grantedCapabilities(policy: Policy): Record<string, unknown> {
   return granted;
 }
 
-const NO_RETRIES_POLICY = { retries: { count: 0, backoffMs: 0, factor: 1, maxBackoffMs: 0 } } as Policy;
+const NO_RETRIES_POLICY = {
+  retries: { count: 0, backoffMs: 0, factor: 1, maxBackoffMs: 0 },
+} as Policy;
 
 function factsFor(task: Task, policy: Policy | undefined): TaskFacts {
   return {

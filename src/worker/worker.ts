@@ -64,7 +64,10 @@ export class Worker {
     this.policies = new PolicyStore(config.policiesDir);
     this.executors = new ExecutorPool({
       processes: config.executors,
-      isolates: { maxIdle: Math.ceil(config.maxParallel / config.executors), maxTasksPerIsolate: 500 },
+      isolates: {
+        maxIdle: Math.ceil(config.maxParallel / config.executors),
+        maxTasksPerIsolate: 500,
+      },
       logger,
       onRestart: (reason) => this.metrics.executorRestarts.inc({ reason }),
     });
@@ -81,7 +84,12 @@ export class Worker {
   }
 
   async start(): Promise<void> {
-    this.server = await startTelemetryServer(this.metrics.registry, this, this.config.metricsPort, this.config.metricsHost);
+    this.server = await startTelemetryServer(
+      this.metrics.registry,
+      this,
+      this.config.metricsPort,
+      this.config.metricsHost,
+    );
     await this.executors.start();
     this.watchEngine();
     this.watchPolicies();
@@ -115,13 +123,21 @@ export class Worker {
 
     // Tasks in flight get the grace period; so does the poll in flight, whose
     // tasks the handler unlocks as they arrive.
-    const deadline = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), this.config.shutdownGraceMs).unref());
-    const settled = Promise.all([...[...this.inFlight.values()].map((t) => t.done), this.engine.pollSettled()]);
+    const deadline = new Promise<'timeout'>((resolve) =>
+      setTimeout(() => resolve('timeout'), this.config.shutdownGraceMs).unref(),
+    );
+    const settled = Promise.all([
+      ...[...this.inFlight.values()].map((t) => t.done),
+      this.engine.pollSettled(),
+    ]);
     const waited = await Promise.race([settled.then(() => 'drained' as const), deadline]);
 
     const running = [...this.inFlight.values()].filter(({ entry }) => !entry.abandoned);
     if (waited === 'timeout' && running.length > 0) {
-      this.logger.warn({ tasks: running.length }, 'grace period over; unlocking the tasks still running');
+      this.logger.warn(
+        { tasks: running.length },
+        'grace period over; unlocking the tasks still running',
+      );
       await Promise.all(running.map(({ entry }) => this.abandon(entry)));
     }
     // A long poll still pending at the engine locks any task that turns up
@@ -135,7 +151,9 @@ export class Worker {
     // Scripts still running end with their executor; their results are dropped.
     await this.executors.stop();
     await Promise.race([Promise.all(left.map((t) => t.done)), delay(5000)]);
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
     this.server?.closeAllConnections();
     this.transition('stopped');
   }
@@ -145,7 +163,13 @@ export class Worker {
     this.logger.info({ state, workerId: this.config.workerId, ...fields }, `worker ${state}`);
   }
 
-  private handle = ({ task, taskService }: { task: Task; taskService: TaskService }): Promise<void> => {
+  private handle = ({
+    task,
+    taskService,
+  }: {
+    task: Task;
+    taskService: TaskService;
+  }): Promise<void> => {
     const entry: TaskInFlight = { task, taskService, abandoned: false };
     const work = this.stateValue === 'polling' ? this.work(entry) : this.abandon(entry);
     const done = work.finally(() => {
@@ -185,7 +209,10 @@ export class Worker {
       await entry.taskService.unlock(entry.task);
       this.logger.info({ taskId: entry.task.id, topic: entry.task.topicName }, 'task unlocked');
     } catch (err) {
-      this.logger.warn({ taskId: entry.task.id, err: errorMessage(err) }, 'could not unlock task; its lock will expire');
+      this.logger.warn(
+        { taskId: entry.task.id, err: errorMessage(err) },
+        'could not unlock task; its lock will expire',
+      );
     }
   }
 
@@ -203,7 +230,11 @@ export class Worker {
     }
     for (const [topic, lockDuration] of wanted) {
       if (this.subscriptions.has(topic)) continue;
-      const subscription = this.engine.client.subscribe(topic, { lockDuration, includeExtensionProperties: true }, this.handle);
+      const subscription = this.engine.client.subscribe(
+        topic,
+        { lockDuration, includeExtensionProperties: true },
+        this.handle,
+      );
       this.subscriptions.set(topic, subscription);
     }
     this.logger.info({ topics: [...wanted.keys()] }, 'subscribed');
@@ -236,7 +267,10 @@ export class Worker {
     });
     this.policies.on('rejected', (err) => {
       this.metrics.policyReloads.inc({ result: 'rejected' });
-      this.logger.error({ err: err.message }, 'policy change rejected; keeping the last good policies');
+      this.logger.error(
+        { err: err.message },
+        'policy change rejected; keeping the last good policies',
+      );
     });
     this.policies.watch();
   }
@@ -248,7 +282,9 @@ export class Worker {
         this.lastEngineSuccess = Date.now();
         this.metrics.engineRequests.inc({ operation, result: 'success' });
       });
-      client.on(`${event}:error`, () => this.metrics.engineRequests.inc({ operation, result: 'error' }));
+      client.on(`${event}:error`, () =>
+        this.metrics.engineRequests.inc({ operation, result: 'error' }),
+      );
     }
 
     // The client polls at a fixed interval; while the engine fails, back off.
@@ -278,6 +314,8 @@ export class Worker {
       backoffMs = Math.min(Math.max(backoffMs * 2, 500), MAX_POLL_BACKOFF_MS);
       this.logger.warn({ err: errorMessage(err), retryInMs: backoffMs }, 'fetch-and-lock failed');
     });
-    client.on('handler:error', (err: unknown) => this.logger.error({ err: errorMessage(err) }, 'task handler error'));
+    client.on('handler:error', (err: unknown) =>
+      this.logger.error({ err: errorMessage(err) }, 'task handler error'),
+    );
   }
 }

@@ -18,12 +18,16 @@ describe('the README', () => {
     const rows = tableRows('## Error codes');
     const documented = new Map(
       rows.map((row) => {
-        const [code, meaning] = row.split('|').slice(1, 3).map((cell) => cell.trim());
+        const [code, meaning] = row
+          .split('|')
+          .slice(1, 3)
+          .map((cell) => cell.trim());
         return [code!.replace(/`/g, ''), meaning!];
       }),
     );
     expect([...documented.keys()].sort()).toEqual(Object.keys(ERROR_CODES).sort());
-    for (const [code, meaning] of Object.entries(ERROR_CODES)) expect(documented.get(code)).toBe(meaning);
+    for (const [code, meaning] of Object.entries(ERROR_CODES))
+      expect(documented.get(code)).toBe(meaning);
   });
 
   it('documents every environment variable the worker reads', () => {

@@ -1,6 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { engine, runModel, startTestWorker, testPolicy, uniqueTopic, type TestWorker } from '../support/worker.ts';
+import {
+  engine,
+  runModel,
+  startTestWorker,
+  testPolicy,
+  uniqueTopic,
+  type TestWorker,
+} from '../support/worker.ts';
 
 describe('a sandboxed external task against the real engine', () => {
   const topic = uniqueTopic('smoke');
@@ -12,9 +19,15 @@ describe('a sandboxed external task against the real engine', () => {
   afterAll(() => worker?.stop());
 
   it('completes with the variables the script set', async () => {
-    const id = await runModel(
-      { id: `smoke_${topic.replace(/-/g, '_')}`, step: { kind: 'sandbox', topic, script: 'execution.setVariable("x", 41 + 1);\n"ok"', resultVariable: 'r' } },
-    );
+    const id = await runModel({
+      id: `smoke_${topic.replace(/-/g, '_')}`,
+      step: {
+        kind: 'sandbox',
+        topic,
+        script: 'execution.setVariable("x", 41 + 1);\n"ok"',
+        resultVariable: 'r',
+      },
+    });
     expect(await engine.settle(id, 30_000)).toBe('completed');
     const variables = await engine.historicVariables(id);
     expect(variables['x']).toEqual({ type: 'Integer', value: 42 });

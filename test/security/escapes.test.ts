@@ -22,7 +22,15 @@ import type { ScriptOutcome } from '../../src/sandbox/outcome.ts';
 import { runScript } from '../../src/sandbox/run-script.ts';
 import type { WireVariables } from '../../src/variables/wire.ts';
 import { processId, taskDone } from '../support/e2e.ts';
-import { engine, metricValue, runModel, startTestWorker, testPolicy, uniqueTopic, type TestWorker } from '../support/worker.ts';
+import {
+  engine,
+  metricValue,
+  runModel,
+  startTestWorker,
+  testPolicy,
+  uniqueTopic,
+  type TestWorker,
+} from '../support/worker.ts';
 
 // ------------------------------------------------------------------ canaries
 
@@ -44,7 +52,8 @@ function expectNoCanary(text: string): void {
 }
 
 /** Text of a stack or message that would betray a host frame or path. */
-const HOST_TRACE = /\/work\/|\.ts:\d|node:internal|node_modules|run-script|isolated-vm\.js|file:\/\//;
+const HOST_TRACE =
+  /\/work\/|\.ts:\d|node:internal|node_modules|run-script|isolated-vm\.js|file:\/\//;
 
 // ------------------------------------------------------ running scripts here
 
@@ -65,7 +74,11 @@ interface Attempt {
 
 async function attempt(
   source: string,
-  options: { variables?: WireVariables; capabilities?: Record<string, unknown>; limits?: Record<string, number> } = {},
+  options: {
+    variables?: WireVariables;
+    capabilities?: Record<string, unknown>;
+    limits?: Record<string, number>;
+  } = {},
 ): Promise<Attempt> {
   const policy = policySchema.parse({
     name: 'escape',
@@ -92,7 +105,9 @@ async function attempt(
       topicName: 'escape',
     },
     limits: policy.limits,
-    capabilities: Object.fromEntries(Object.entries(policy.capabilities).filter(([, s]) => s !== undefined)),
+    capabilities: Object.fromEntries(
+      Object.entries(policy.capabilities).filter(([, s]) => s !== undefined),
+    ),
   };
   const events: ExecutionEvent[] = [];
   const outcome = await runScript(job, pool, (event) => events.push(event));
@@ -261,7 +276,13 @@ describe('escape attempts through runScript: constructor chains', () => {
       inspect('require trap', require);
       inspect('fetch trap', fetch);
       finish({})`);
-    const found = report<{ inspected: string[]; foreign: string[]; handles: string[]; reached: string[]; refused: number }>(result);
+    const found = report<{
+      inspected: string[];
+      foreign: string[];
+      handles: string[];
+      reached: string[];
+      refused: number;
+    }>(result);
     expect(found.foreign).toEqual([]);
     expect(found.handles).toEqual([]);
     expect(found.reached).toEqual([]);
@@ -270,7 +291,9 @@ describe('escape attempts through runScript: constructor chains', () => {
     expect(found.inspected.length).toBe(30);
     // The HOST_CODES themselves reach for `process` and `require`: blocked, counted.
     expect(found.refused).toBeGreaterThan(0);
-    expect(result.events.some((e) => e.kind === 'blocked' && e.capability === 'process')).toBe(true);
+    expect(result.events.some((e) => e.kind === 'blocked' && e.capability === 'process')).toBe(
+      true,
+    );
   });
 
   it('values from execution.getVariable and from capability calls are sandbox copies, never host objects', async () => {
@@ -302,7 +325,12 @@ describe('escape attempts through runScript: constructor chains', () => {
         },
       },
     );
-    const found = report<{ inspected: string[]; foreign: string[]; handles: string[]; reached: string[] }>(result);
+    const found = report<{
+      inspected: string[];
+      foreign: string[];
+      handles: string[];
+      reached: string[];
+    }>(result);
     expect(found.foreign).toEqual([]);
     expect(found.handles).toEqual([]);
     expect(found.reached).toEqual([]);
@@ -374,17 +402,26 @@ describe('escape attempts through runScript: constructor chains', () => {
       {
         capabilities: {
           ...baseCapabilities,
-          fetch: { allow: [{ origin: serverOrigin, methods: ['GET', 'POST'] }], allowPrivate: [new URL(serverOrigin).host] },
+          fetch: {
+            allow: [{ origin: serverOrigin, methods: ['GET', 'POST'] }],
+            allowPrivate: [new URL(serverOrigin).host],
+          },
         },
       },
     );
-    const { probe, status, header } = report<{ probe: { inspected: string[]; foreign: string[]; handles: string[]; reached: string[] }; status: number; header: string }>(result);
+    const { probe, status, header } = report<{
+      probe: { inspected: string[]; foreign: string[]; handles: string[]; reached: string[] };
+      status: number;
+      header: string;
+    }>(result);
     expect(status).toBe(200);
     expect(header).toBe('yes');
     expect(probe.foreign).toEqual([]);
     expect(probe.handles).toEqual([]);
     expect(probe.reached).toEqual([]);
-    expect(probe.inspected).toEqual(expect.arrayContaining(['fetch promise', 'response', 'refused origin', 'refused method']));
+    expect(probe.inspected).toEqual(
+      expect.arrayContaining(['fetch promise', 'response', 'refused origin', 'refused method']),
+    );
   });
 });
 
@@ -420,7 +457,12 @@ describe('escape attempts through runScript: stack-trace hooks', () => {
         sites.forEach((s, i) => { inspect('this of frame ' + i + ' ' + s.name, s.self); inspect('function of frame ' + i + ' ' + s.name, s.fn); });
         return JSON.stringify({ probe: JSON.parse(await finish({})), hooked, files: [...new Set(sites.map((s) => s.file))], count: sites.length });
       })()`,
-      { capabilities: { ...baseCapabilities, fetch: { allow: [{ origin: 'https://allowed.example' }] } } },
+      {
+        capabilities: {
+          ...baseCapabilities,
+          fetch: { allow: [{ origin: 'https://allowed.example' }] },
+        },
+      },
     );
     const { probe, hooked, files, count } = report<{
       probe: { foreign: string[]; handles: string[]; reached: string[] };
@@ -497,7 +539,11 @@ describe('escape attempts through runScript: objects crossing the boundary', () 
         },
       },
     );
-    const { probe, outcomes, holders } = report<{ probe: { foreign: string[]; handles: string[]; reached: string[] }; outcomes: string[]; holders: number }>(result);
+    const { probe, outcomes, holders } = report<{
+      probe: { foreign: string[]; handles: string[]; reached: string[] };
+      outcomes: string[];
+      holders: number;
+    }>(result);
     expect(outcomes).toHaveLength(12);
     // isolated-vm does read its options through the prototype chain: the
     // attempt was real, and still only copies or clean errors came back.
@@ -541,11 +587,14 @@ describe('escape attempts through runScript: objects crossing the boundary', () 
         expect(ran.length, label).toBeGreaterThan(0);
         for (const [name, wire] of Object.entries(result.outcome.variables)) {
           expect(['json', 'string'], `${label}: ${name}`).toContain(wire.t);
-          if (wire.t === 'json') expect(() => JSON.parse(wire.v), `${label}: ${name}`).not.toThrow();
+          if (wire.t === 'json')
+            expect(() => JSON.parse(wire.v), `${label}: ${name}`).not.toThrow();
         }
       } else {
         expect(result.outcome, label).toMatchObject({ kind: 'error', policyViolation: false });
-        expect((result.outcome as { message: string }).message, label).toMatch(/trap says no|no keys|no prototype|cannot be stored|not a supported/);
+        expect((result.outcome as { message: string }).message, label).toMatch(
+          /trap says no|no keys|no prototype|cannot be stored|not a supported/,
+        );
       }
     }
     expect(({} as Record<string, unknown>)['answer']).toBeUndefined();
@@ -574,11 +623,18 @@ describe('escape attempts through runScript: objects crossing the boundary', () 
     const outcome = result.outcome as Extract<ScriptOutcome, { kind: 'completed' }>;
     const { ran, answers } = JSON.parse((outcome.result as { v: string }).v);
     expect(ran).toEqual(
-      expect.arrayContaining(['secret name toPrimitive', 'algorithm toPrimitive', 'console toJSON', 'error code toPrimitive']),
+      expect.arrayContaining([
+        'secret name toPrimitive',
+        'algorithm toPrimitive',
+        'console toJSON',
+        'error code toPrimitive',
+      ]),
     );
     expect(answers['secrets.get']).toBeNull();
     expect(answers['hash algorithm']).toMatch(/^[0-9a-f]{64}$/);
-    expect(answers['getVariable name']).toMatch(/TypeError: a variable name must be a non-empty string/);
+    expect(answers['getVariable name']).toMatch(
+      /TypeError: a variable name must be a non-empty string/,
+    );
     expect(answers['setVariable name']).toMatch(/TypeError/);
     expect(answers['BpmnError code']).toBe('CODE');
     // toJSON ran at the end, in the sandbox, when the variable was encoded.
@@ -627,8 +683,12 @@ describe('escape attempts through runScript: prototype pollution', () => {
     expect(found['allHasPayload']).toBe(true);
     // The keys stay data: the Json goes back out with every key intact.
     const outcome = result.outcome as Extract<ScriptOutcome, { kind: 'completed' }>;
-    expect(JSON.parse((outcome.variables['roundTrip'] as { v: string }).v)).toEqual(JSON.parse(text));
-    expect((outcome.variables['roundTrip'] as { v: string }).v).toContain('"__proto__":{"polluted":"proto"}');
+    expect(JSON.parse((outcome.variables['roundTrip'] as { v: string }).v)).toEqual(
+      JSON.parse(text),
+    );
+    expect((outcome.variables['roundTrip'] as { v: string }).v).toContain(
+      '"__proto__":{"polluted":"proto"}',
+    );
     expect(outcome.variables['spinProp']).toEqual({ t: 'string', v: 'constructor.prototype' });
     // And the host (this process) is untouched.
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
@@ -648,12 +708,17 @@ describe('escape attempts through runScript: prototype pollution', () => {
     expect(polluter.outcome.kind).toBe('completed');
     const outcome = polluter.outcome as Extract<ScriptOutcome, { kind: 'completed' }>;
     expect(outcome.variables['normal']).toEqual({ t: 'json', v: '{"a":1}' });
-    expect(outcome.variables['constructor']).toEqual({ t: 'json', v: '{"prototype":{"polluted":"as a variable"}}' });
+    expect(outcome.variables['constructor']).toEqual({
+      t: 'json',
+      v: '{"prototype":{"polluted":"as a variable"}}',
+    });
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
     expect(([] as unknown as Record<string, unknown>)['polluted']).toBeUndefined();
     expect(({} as Record<string, unknown>)['t']).toBeUndefined();
 
-    const next = await attempt(`JSON.stringify([({}).polluted, [].polluted, ({}).t, typeof globalThis.polluted])`);
+    const next = await attempt(
+      `JSON.stringify([({}).polluted, [].polluted, ({}).t, typeof globalThis.polluted])`,
+    );
     expect(report<unknown[]>(next)).toEqual([null, null, null, 'undefined']);
   });
 });
@@ -679,9 +744,20 @@ describe('escape attempts through runScript: absent and refused features', () =>
       let shared;
       try { shared = new ArrayBuffer(8, { maxByteLength: 16 }).constructor === ArrayBuffer ? 'plain' : 'other'; } catch (e) { shared = e.name; }
       JSON.stringify({ seen, wasm, shared })`);
-    const { seen, wasm, shared } = report<{ seen: Record<string, unknown[]>; wasm: string; shared: string }>(result);
+    const { seen, wasm, shared } = report<{
+      seen: Record<string, unknown[]>;
+      wasm: string;
+      shared: string;
+    }>(result);
     for (const name of ['SharedArrayBuffer', 'Atomics', 'WebAssembly', 'FinalizationRegistry']) {
-      expect(seen[name], name).toEqual(['undefined', 'undefined', 'ReferenceError', 'ReferenceError', false, false]);
+      expect(seen[name], name).toEqual([
+        'undefined',
+        'undefined',
+        'ReferenceError',
+        'ReferenceError',
+        false,
+        false,
+      ]);
     }
     expect(wasm).toBe('ReferenceError');
     expect(shared).toBe('plain');
@@ -732,10 +808,24 @@ describe('escape attempts through runScript: absent and refused features', () =>
     // typeof does not count as a use: it cannot reach anything.
     expect(answers['typeofProcess']).toBe('function');
     for (const [code, answer] of Object.entries(answers)) {
-      if (/process\.|require|Buffer|global\.|setTimeout|Java|Packages/.test(code)) expect(answer, code).toBe('SandboxPolicyError');
+      if (/process\.|require|Buffer|global\.|setTimeout|Java|Packages/.test(code))
+        expect(answer, code).toBe('SandboxPolicyError');
     }
-    const blocked = new Set(result.events.filter((e) => e.kind === 'blocked').map((e) => (e as { capability: string }).capability));
-    for (const capability of ['process', 'require', 'Buffer', 'global', 'setTimeout', 'Java', 'Packages']) expect(blocked).toContain(capability);
+    const blocked = new Set(
+      result.events
+        .filter((e) => e.kind === 'blocked')
+        .map((e) => (e as { capability: string }).capability),
+    );
+    for (const capability of [
+      'process',
+      'require',
+      'Buffer',
+      'global',
+      'setTimeout',
+      'Java',
+      'Packages',
+    ])
+      expect(blocked).toContain(capability);
   });
 
   it('the global object holds only ECMAScript built-ins and the sandbox API, and nothing reachable from it is a host object or an isolated-vm handle', async () => {
@@ -744,7 +834,11 @@ describe('escape attempts through runScript: absent and refused features', () =>
     let builtins: string[];
     try {
       const context = await bare.createContext();
-      builtins = JSON.parse(await context.eval('JSON.stringify(Object.getOwnPropertyNames(globalThis))', { copy: true })) as string[];
+      builtins = JSON.parse(
+        await context.eval('JSON.stringify(Object.getOwnPropertyNames(globalThis))', {
+          copy: true,
+        }),
+      ) as string[];
     } finally {
       bare.dispose();
     }
@@ -769,14 +863,52 @@ describe('escape attempts through runScript: absent and refused features', () =>
         walk(name, value, 0);
       }
       finish({ names, walked: seen.size })`);
-    const found = report<{ names: string[]; foreign: string[]; handles: string[]; reached: string[]; walked: number }>(result);
+    const found = report<{
+      names: string[];
+      foreign: string[];
+      handles: string[];
+      reached: string[];
+      walked: number;
+    }>(result);
     const sandboxApi = new Set([
-      'execution', 'S', 'BpmnError', 'SandboxPolicyError', 'console', 'crypto', 'secrets', 'fetch', 'print',
+      'execution',
+      'S',
+      'BpmnError',
+      'SandboxPolicyError',
+      'console',
+      'crypto',
+      'secrets',
+      'fetch',
+      'print',
       // Blocked-call traps where a host's or the JVM's objects would be.
-      'require', 'process', 'Buffer', 'module', 'exports', 'global', 'setTimeout', 'setInterval', 'setImmediate',
-      'Java', 'Packages', 'java', 'javax', 'load', 'loadWithNewGlobal', 'importPackage', 'importClass', 'JavaImporter', 'Polyglot',
+      'require',
+      'process',
+      'Buffer',
+      'module',
+      'exports',
+      'global',
+      'setTimeout',
+      'setInterval',
+      'setImmediate',
+      'Java',
+      'Packages',
+      'java',
+      'javax',
+      'load',
+      'loadWithNewGlobal',
+      'importPackage',
+      'importClass',
+      'JavaImporter',
+      'Polyglot',
       // PROBE's own function declarations.
-      'describeValue', 'isHandle', 'protoRoot', 'tryHost', 'inspect', 'finish', 'caught', 'rejected',
+      'describeValue',
+      'isHandle',
+      'protoRoot',
+      'tryHost',
+      'inspect',
+      'finish',
+      'caught',
+      'rejected',
     ]);
     const unexpected = found.names.filter((n) => !builtins.includes(n) && !sandboxApi.has(n));
     expect(unexpected).toEqual([]);
@@ -805,7 +937,10 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
     expect(result.outcome).toEqual({
       kind: 'completed',
       result: { t: 'string', v: 'result' },
-      variables: { real: { t: 'string', v: 'value' }, when: { t: 'date', v: '2024-01-02T00:00:00.000Z' } },
+      variables: {
+        real: { t: 'string', v: 'value' },
+        when: { t: 'date', v: '2024-01-02T00:00:00.000Z' },
+      },
       localVariables: {},
     });
 
@@ -817,7 +952,12 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
       err.code = 'FORGED';
       Object.setPrototypeOf(err, BpmnError.prototype);
       throw err`);
-    expect(dressed.outcome).toMatchObject({ kind: 'error', name: 'BpmnError', message: 'plain', policyViolation: false });
+    expect(dressed.outcome).toMatchObject({
+      kind: 'error',
+      name: 'BpmnError',
+      message: 'plain',
+      policyViolation: false,
+    });
   });
 
   it('an Object.prototype.toJSON that throws or answers nothing while the outcome is written ends the task as a script error, not a sandbox fault', async () => {
@@ -830,7 +970,9 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
       expect(result.outcome, source).toMatchObject({
         kind: 'error',
         name: 'SandboxOutputError',
-        message: expect.stringMatching(/^the script left an error outside its own code \(an unhandled promise rejection, or a built-in such as Object\.prototype\.toJSON made to throw\): /),
+        message: expect.stringMatching(
+          /^the script left an error outside its own code \(an unhandled promise rejection, or a built-in such as Object\.prototype\.toJSON made to throw\): /,
+        ),
         policyViolation: false,
         outputTooLarge: true,
       });
@@ -841,11 +983,18 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
         return this && this.kind ? { kind: 'completed', variables: { x: { t: 'weird', v: 1 } }, localVariables: {} } : this;
       };
       1`);
-    expect(forged.outcome).toMatchObject({ kind: 'error', name: 'SandboxOutputError', outputTooLarge: true });
+    expect(forged.outcome).toMatchObject({
+      kind: 'error',
+      name: 'SandboxOutputError',
+      outputTooLarge: true,
+    });
     expect(({} as Record<string, unknown>)['toJSON']).toBeUndefined();
 
     const next = await attempt(`execution.setVariable('ok', { fine: true }); 'clean'`);
-    expect(next.outcome).toMatchObject({ kind: 'completed', variables: { ok: { t: 'json', v: '{"fine":true}' } } });
+    expect(next.outcome).toMatchObject({
+      kind: 'completed',
+      variables: { ok: { t: 'json', v: '{"fine":true}' } },
+    });
   });
 
   it('the sandbox API called with weird argument types throws sandbox errors and the next task runs normally', async () => {
@@ -880,11 +1029,16 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
         catch (e) { inspect(label, e); answers[label] = e.name + ': ' + e.message; }
       }
       finish({}).then((p) => JSON.stringify({ answers, probe: JSON.parse(p) }))`);
-    const { answers, probe } = report<{ answers: Record<string, string>; probe: { foreign: string[]; handles: string[]; reached: string[] } }>(result);
+    const { answers, probe } = report<{
+      answers: Record<string, string>;
+      probe: { foreign: string[]; handles: string[]; reached: string[] };
+    }>(result);
     expect(probe.foreign).toEqual([]);
     expect(probe.handles).toEqual([]);
     expect(probe.reached).toEqual([]);
-    expect(answers['getVariable()']).toMatch(/^TypeError: a variable name must be a non-empty string/);
+    expect(answers['getVariable()']).toMatch(
+      /^TypeError: a variable name must be a non-empty string/,
+    );
     expect(answers['setVariable(x, Symbol)']).toMatch(/^VariableError/);
     expect(answers['setVariable(x, function)']).toMatch(/^VariableError/);
     expect(answers['BpmnError(null)']).toMatch(/^TypeError: BpmnError needs an error code/);
@@ -898,7 +1052,10 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
     const next = await attempt(`crypto.hash('SHA-256', 'abc')`);
     expect(next.outcome).toMatchObject({
       kind: 'completed',
-      result: { t: 'string', v: 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad' },
+      result: {
+        t: 'string',
+        v: 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+      },
     });
   });
 
@@ -906,15 +1063,37 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
     const single = new IsolatePool({ maxIdle: 1, maxTasksPerIsolate: 10 });
     const events: ExecutionEvent[][] = [];
     const run = async (source: string) => {
-      const policy = policySchema.parse({ name: 'leftover', topics: ['leftover'], limits: { memoryMb: 64, wallMs: 10_000, cpuMs: 5000 }, capabilities: baseCapabilities });
+      const policy = policySchema.parse({
+        name: 'leftover',
+        topics: ['leftover'],
+        limits: { memoryMb: 64, wallMs: 10_000, cpuMs: 5000 },
+        capabilities: baseCapabilities,
+      });
       const mine: ExecutionEvent[] = [];
       events.push(mine);
       return runScript(
         {
-          taskId: randomUUID(), topic: 'leftover', policy: 'leftover', source, filename: 'leftover.js', variables: {},
-          meta: { executionId: null, processInstanceId: null, processDefinitionId: null, processDefinitionKey: null, activityId: null, activityInstanceId: null, businessKey: null, tenantId: null, topicName: 'leftover' },
+          taskId: randomUUID(),
+          topic: 'leftover',
+          policy: 'leftover',
+          source,
+          filename: 'leftover.js',
+          variables: {},
+          meta: {
+            executionId: null,
+            processInstanceId: null,
+            processDefinitionId: null,
+            processDefinitionKey: null,
+            activityId: null,
+            activityInstanceId: null,
+            businessKey: null,
+            tenantId: null,
+            topicName: 'leftover',
+          },
           limits: policy.limits,
-          capabilities: Object.fromEntries(Object.entries(policy.capabilities).filter(([, s]) => s !== undefined)),
+          capabilities: Object.fromEntries(
+            Object.entries(policy.capabilities).filter(([, s]) => s !== undefined),
+          ),
         },
         single,
         (event) => mine.push(event),
@@ -931,14 +1110,20 @@ describe('escape attempts through runScript: tampering with the prelude', () => 
         // A callback the collector would call after the task is not on offer.
         const registry = (() => { try { return new FinalizationRegistry(() => { for (;;) {} }); } catch (e) { return e.name; } })();
         registry`);
-      expect(first).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'ReferenceError' } });
+      expect(first).toMatchObject({
+        kind: 'completed',
+        result: { t: 'string', v: 'ReferenceError' },
+      });
       for (let i = 0; i < 3; i++) {
         const next = await run(`
           let garbage = [];
           for (let i = 0; i < 200; i++) garbage.push(new Array(10000).fill(i));
           garbage = null;
           JSON.stringify([typeof leftover, ({}).inherited, String(new Error('x').stack).startsWith('Error: x'), typeof refs])`);
-        expect(next).toMatchObject({ kind: 'completed', result: { t: 'string', v: '["undefined",null,true,"undefined"]' } });
+        expect(next).toMatchObject({
+          kind: 'completed',
+          result: { t: 'string', v: '["undefined",null,true,"undefined"]' },
+        });
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(events.flat().filter((e) => e.kind === 'console')).toEqual([]);
@@ -961,21 +1146,45 @@ describe('escape attempts through runScript: work left behind by a task', () => 
     await new Promise<void>((resolve) => slow.close(() => resolve()));
   });
 
-  async function inOnePool(sources: { source: string; capabilities: Record<string, unknown> }[]): Promise<{ outcomes: ScriptOutcome[]; ms: number[] }> {
+  async function inOnePool(
+    sources: { source: string; capabilities: Record<string, unknown> }[],
+  ): Promise<{ outcomes: ScriptOutcome[]; ms: number[] }> {
     const single = new IsolatePool({ maxIdle: 1, maxTasksPerIsolate: 10 });
     const outcomes: ScriptOutcome[] = [];
     const ms: number[] = [];
     try {
       for (const { source, capabilities } of sources) {
-        const policy = policySchema.parse({ name: 'left', topics: ['left'], limits: { memoryMb: 64, wallMs: 3000, cpuMs: 1000 }, capabilities });
+        const policy = policySchema.parse({
+          name: 'left',
+          topics: ['left'],
+          limits: { memoryMb: 64, wallMs: 3000, cpuMs: 1000 },
+          capabilities,
+        });
         const started = performance.now();
         outcomes.push(
           await runScript(
             {
-              taskId: randomUUID(), topic: 'left', policy: 'left', source, filename: 'left.js', variables: {},
-              meta: { executionId: null, processInstanceId: null, processDefinitionId: null, processDefinitionKey: null, activityId: null, activityInstanceId: null, businessKey: null, tenantId: null, topicName: 'left' },
+              taskId: randomUUID(),
+              topic: 'left',
+              policy: 'left',
+              source,
+              filename: 'left.js',
+              variables: {},
+              meta: {
+                executionId: null,
+                processInstanceId: null,
+                processDefinitionId: null,
+                processDefinitionKey: null,
+                activityId: null,
+                activityInstanceId: null,
+                businessKey: null,
+                tenantId: null,
+                topicName: 'left',
+              },
               limits: policy.limits,
-              capabilities: Object.fromEntries(Object.entries(policy.capabilities).filter(([, v]) => v !== undefined)),
+              capabilities: Object.fromEntries(
+                Object.entries(policy.capabilities).filter(([, v]) => v !== undefined),
+              ),
             },
             single,
             () => {},
@@ -991,34 +1200,60 @@ describe('escape attempts through runScript: work left behind by a task', () => 
   }
 
   it('an async answer the script did not await never runs after the task, on another task time or in an idle isolate', async () => {
-    const fetching = { fetch: { allow: [{ origin: slowOrigin }], allowPrivate: [new URL(slowOrigin).host] } };
+    const fetching = {
+      fetch: { allow: [{ origin: slowOrigin }], allowPrivate: [new URL(slowOrigin).host] },
+    };
     const cpuBefore = process.cpuUsage();
     const { outcomes } = await inOnePool([
       // Ends at once; its fetch answers (or is aborted) later, and then it would spin.
-      { source: `fetch(${JSON.stringify(slowOrigin)}).then(() => 1, () => 2).then(() => { for (;;) {} }); 'left a loop behind'`, capabilities: fetching },
+      {
+        source: `fetch(${JSON.stringify(slowOrigin)}).then(() => 1, () => 2).then(() => { for (;;) {} }); 'left a loop behind'`,
+        capabilities: fetching,
+      },
       // Another policy's task, next in the same pool.
       { source: `'innocent'`, capabilities: {} },
     ]);
     const cpu = process.cpuUsage(cpuBefore);
-    expect(outcomes[0]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'left a loop behind' } });
-    expect(outcomes[1]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'innocent' } });
+    expect(outcomes[0]).toMatchObject({
+      kind: 'completed',
+      result: { t: 'string', v: 'left a loop behind' },
+    });
+    expect(outcomes[1]).toMatchObject({
+      kind: 'completed',
+      result: { t: 'string', v: 'innocent' },
+    });
     // Nothing spun while the pool sat idle between the two (a loop would burn the whole second).
     expect((cpu.user + cpu.system) / 1000).toBeLessThan(700);
   });
 
   it('an unhandled promise rejection fails its own task as a script error and leaves the next task alone', async () => {
-    const fetching = { fetch: { allow: [{ origin: slowOrigin }], allowPrivate: [new URL(slowOrigin).host] } };
+    const fetching = {
+      fetch: { allow: [{ origin: slowOrigin }], allowPrivate: [new URL(slowOrigin).host] },
+    };
     const { outcomes } = await inOnePool([
       { source: `Promise.reject(new Error('nobody caught me')); 'done'`, capabilities: {} },
       { source: `'next'`, capabilities: {} },
       // A rejection that happens only when a late answer arrives.
-      { source: `fetch(${JSON.stringify(slowOrigin)}).then(() => { throw new Error('late rejection'); }); 'done early'`, capabilities: fetching },
+      {
+        source: `fetch(${JSON.stringify(slowOrigin)}).then(() => { throw new Error('late rejection'); }); 'done early'`,
+        capabilities: fetching,
+      },
       { source: `'after the late one'`, capabilities: {} },
     ]);
-    expect(outcomes[0]).toMatchObject({ kind: 'error', name: 'SandboxOutputError', message: expect.stringMatching(/unhandled promise rejection.*nobody caught me/) });
+    expect(outcomes[0]).toMatchObject({
+      kind: 'error',
+      name: 'SandboxOutputError',
+      message: expect.stringMatching(/unhandled promise rejection.*nobody caught me/),
+    });
     expect(outcomes[1]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'next' } });
-    expect(outcomes[2]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'done early' } });
-    expect(outcomes[3]).toMatchObject({ kind: 'completed', result: { t: 'string', v: 'after the late one' } });
+    expect(outcomes[2]).toMatchObject({
+      kind: 'completed',
+      result: { t: 'string', v: 'done early' },
+    });
+    expect(outcomes[3]).toMatchObject({
+      kind: 'completed',
+      result: { t: 'string', v: 'after the late one' },
+    });
   });
 });
 
@@ -1074,9 +1309,13 @@ sites.forEach((s, i) => inspect('frame ' + i, s));
 `;
 
   it('a deployed model that tries the known ways out reaches no host object, environment, file or network, and the worker counts it and goes on', async () => {
-    const payloadText = '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"data":[1,2,3]}';
+    const payloadText =
+      '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"data":[1,2,3]}';
     const id = await runModel(
-      { id: processId(topic, 'escape'), step: { kind: 'sandbox', topic, script: ATTEMPTS, resultVariable: 'report' } },
+      {
+        id: processId(topic, 'escape'),
+        step: { kind: 'sandbox', topic, script: ATTEMPTS, resultVariable: 'report' },
+      },
       { payload: { type: 'Json', value: payloadText } },
     );
     expect(await engine.settle(id, 45_000)).toBe('completed');
@@ -1099,8 +1338,12 @@ sites.forEach((s, i) => inspect('frame ' + i, s));
     await taskDone(worker, id);
     expectNoCanary(worker.rawLog());
     const metrics = await worker.metrics();
-    expect(metricValue(metrics, 'camunda_sandbox_blocked_calls_total', { topic, capability: 'process' })).toBeGreaterThan(0);
-    expect(metricValue(metrics, 'camunda_sandbox_blocked_calls_total', { topic, capability: 'secrets' })).toBeGreaterThan(0);
+    expect(
+      metricValue(metrics, 'camunda_sandbox_blocked_calls_total', { topic, capability: 'process' }),
+    ).toBeGreaterThan(0);
+    expect(
+      metricValue(metrics, 'camunda_sandbox_blocked_calls_total', { topic, capability: 'secrets' }),
+    ).toBeGreaterThan(0);
     // No executor died on the way.
     expect(worker.worker.executors.pids()).toEqual(executorPids);
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
@@ -1110,22 +1353,43 @@ sites.forEach((s, i) => inspect('frame ' + i, s));
     const brokenTopicId = processId(topic, 'broken');
     const id = await runModel({
       id: brokenTopicId,
-      step: { kind: 'sandbox', topic, script: `Object.defineProperty(Object.prototype, 'toJSON', { get() { throw new Error('no outcome for you'); } });\n1` },
+      step: {
+        kind: 'sandbox',
+        topic,
+        script: `Object.defineProperty(Object.prototype, 'toJSON', { get() { throw new Error('no outcome for you'); } });\n1`,
+      },
     });
     expect(await engine.settle(id, 30_000)).toBe('incident');
     const [incident] = await engine.incidents(id);
-    expect(incident?.incidentMessage).toMatch(/^SandboxOutputError: the script left an error outside its own code .*no outcome for you/);
+    expect(incident?.incidentMessage).toMatch(
+      /^SandboxOutputError: the script left an error outside its own code .*no outcome for you/,
+    );
     const done = await taskDone(worker, id);
     expect(done['outcome']).toBe('failed');
     // Reported as the script's failure, not as a sandbox fault.
-    expect(worker.logs.some((l) => l.msg === 'sandbox fault while running a task' && l['taskId'] === done['taskId'])).toBe(false);
+    expect(
+      worker.logs.some(
+        (l) => l.msg === 'sandbox fault while running a task' && l['taskId'] === done['taskId'],
+      ),
+    ).toBe(false);
 
     const benign = await runModel(
-      { id: processId(topic, 'after'), step: { kind: 'sandbox', topic, script: 'execution.getVariable("n") * 2', resultVariable: 'doubled' } },
+      {
+        id: processId(topic, 'after'),
+        step: {
+          kind: 'sandbox',
+          topic,
+          script: 'execution.getVariable("n") * 2',
+          resultVariable: 'doubled',
+        },
+      },
       { n: { type: 'Integer', value: 21 } },
     );
     expect(await engine.settle(benign, 30_000)).toBe('completed');
-    expect((await engine.historicVariables(benign))['doubled']).toEqual({ type: 'Integer', value: 42 });
+    expect((await engine.historicVariables(benign))['doubled']).toEqual({
+      type: 'Integer',
+      value: 42,
+    });
     expect(worker.worker.executors.pids()).toEqual(executorPids);
   });
 });

@@ -51,7 +51,8 @@ export interface TestWorkerOptions {
 }
 
 export function writePolicies(dir: string, policies: Record<string, unknown>[]): void {
-  for (const policy of policies) writeFileSync(join(dir, `${String(policy['name'])}.yaml`), stringify(policy));
+  for (const policy of policies)
+    writeFileSync(join(dir, `${String(policy['name'])}.yaml`), stringify(policy));
 }
 
 export async function startTestWorker(options: TestWorkerOptions): Promise<TestWorker> {
@@ -110,7 +111,10 @@ export async function startTestWorker(options: TestWorkerOptions): Promise<TestW
 }
 
 /** A policy that serves `topic` with the default limits, plus overrides. */
-export function testPolicy(topic: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+export function testPolicy(
+  topic: string,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     name: `p-${topic}`.toLowerCase().slice(0, 60),
     topics: [topic],
@@ -120,19 +124,27 @@ export function testPolicy(topic: string, overrides: Record<string, unknown> = {
 }
 
 /** Deploys a one-step model and starts one instance of it; returns the instance id. */
-export async function runModel(model: ModelOptions, variables: TypedVariables = {}): Promise<string> {
+export async function runModel(
+  model: ModelOptions,
+  variables: TypedVariables = {},
+): Promise<string> {
   await engine.deploy(model.id, [{ name: `${model.id}.bpmn`, xml: processModel(model) }]);
   return engine.start(model.id, variables);
 }
 
 /** The value of one sample line in Prometheus text, or undefined. */
-export function metricValue(text: string, name: string, labels: Record<string, string>): number | undefined {
+export function metricValue(
+  text: string,
+  name: string,
+  labels: Record<string, string>,
+): number | undefined {
   const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`)) continue;
     const inside = line.slice(name.length + 1, line.indexOf('}'));
     const parts = inside.split(',');
-    if (wanted.every((w) => parts.includes(w))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (wanted.every((w) => parts.includes(w)))
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return undefined;
 }

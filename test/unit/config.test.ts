@@ -94,8 +94,20 @@ describe('environment variables', () => {
 describe('flags', () => {
   it('a flag overrides its environment variable', () => {
     const config = loadConfig(
-      { camundaUrl: 'http://flag:8080/engine-rest', metricsPort: 9200, maxParallel: 3, logLevel: 'warn', policiesDir: '/from/flag' },
-      { CAMUNDA_URL: 'http://env:8080/engine-rest', METRICS_PORT: '9100', MAX_PARALLEL: '12', LOG_LEVEL: 'debug', SANDBOX_POLICIES: '/from/env' },
+      {
+        camundaUrl: 'http://flag:8080/engine-rest',
+        metricsPort: 9200,
+        maxParallel: 3,
+        logLevel: 'warn',
+        policiesDir: '/from/flag',
+      },
+      {
+        CAMUNDA_URL: 'http://env:8080/engine-rest',
+        METRICS_PORT: '9100',
+        MAX_PARALLEL: '12',
+        LOG_LEVEL: 'debug',
+        SANDBOX_POLICIES: '/from/env',
+      },
     );
     expect(config).toMatchObject({
       camundaUrl: 'http://flag:8080/engine-rest',
@@ -136,18 +148,28 @@ describe('a bad value stops the start with a message naming it', () => {
   });
 
   it('every bad value is named at once', () => {
-    const message = configError(() => loadConfig({}, { METRICS_PORT: 'abc', MAX_PARALLEL: '0', CAMUNDA_URL: 'notaurl' }));
-    for (const name of ['METRICS_PORT', 'MAX_PARALLEL', 'CAMUNDA_URL']) expect(message).toContain(name);
+    const message = configError(() =>
+      loadConfig({}, { METRICS_PORT: 'abc', MAX_PARALLEL: '0', CAMUNDA_URL: 'notaurl' }),
+    );
+    for (const name of ['METRICS_PORT', 'MAX_PARALLEL', 'CAMUNDA_URL'])
+      expect(message).toContain(name);
   });
 
   it('basic auth and a token together are refused, naming both', () => {
-    const message = configError(() => loadConfig({}, { CAMUNDA_USER: 'demo', CAMUNDA_PASSWORD: 'x', CAMUNDA_TOKEN: 't' }));
+    const message = configError(() =>
+      loadConfig({}, { CAMUNDA_USER: 'demo', CAMUNDA_PASSWORD: 'x', CAMUNDA_TOKEN: 't' }),
+    );
     expect(message).toContain('CAMUNDA_USER');
     expect(message).toContain('CAMUNDA_TOKEN');
   });
 
   it('a value that is fine elsewhere is not blamed', () => {
-    const message = configError(() => loadConfig({}, { METRICS_PORT: 'abc', MAX_PARALLEL: '4', CAMUNDA_URL: 'http://e:8080/engine-rest' }));
+    const message = configError(() =>
+      loadConfig(
+        {},
+        { METRICS_PORT: 'abc', MAX_PARALLEL: '4', CAMUNDA_URL: 'http://e:8080/engine-rest' },
+      ),
+    );
     expect(message).not.toContain('MAX_PARALLEL');
     expect(message).not.toContain('CAMUNDA_URL');
   });

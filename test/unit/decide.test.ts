@@ -17,11 +17,13 @@ function facts(overrides: Partial<TaskFacts> = {}): TaskFacts {
 }
 
 function failure(decision: Decision): Extract<Decision['report'], { kind: 'failure' }> {
-  if (decision.report.kind !== 'failure') throw new Error(`expected a failure report, got ${JSON.stringify(decision.report)}`);
+  if (decision.report.kind !== 'failure')
+    throw new Error(`expected a failure report, got ${JSON.stringify(decision.report)}`);
   return decision.report;
 }
 
-const STACK = "TypeError: Cannot read properties of undefined (reading 'qty')\n    at eval (total.js:4:17)";
+const STACK =
+  "TypeError: Cannot read properties of undefined (reading 'qty')\n    at eval (total.js:4:17)";
 const scriptError: ScriptOutcome = {
   kind: 'error',
   name: 'TypeError',
@@ -35,7 +37,10 @@ describe('a script that finished', () => {
     const decision = decide(
       {
         kind: 'completed',
-        variables: { total: { t: 'long', v: '9007199254740993' }, due: { t: 'date', v: '2024-01-02T03:04:05.678Z' } },
+        variables: {
+          total: { t: 'long', v: '9007199254740993' },
+          due: { t: 'date', v: '2024-01-02T03:04:05.678Z' },
+        },
         localVariables: { audit: { t: 'json', v: '{"ok":true}' } },
       },
       facts(),
@@ -55,7 +60,12 @@ describe('a script that finished', () => {
 
   it('sets resultVariable from the result', () => {
     const decision = decide(
-      { kind: 'completed', result: { t: 'double', v: 12.5 }, variables: { n: { t: 'integer', v: 1 } }, localVariables: {} },
+      {
+        kind: 'completed',
+        result: { t: 'double', v: 12.5 },
+        variables: { n: { t: 'integer', v: 1 } },
+        localVariables: {},
+      },
       facts({ resultVariable: 'total' }),
     );
     expect(decision.report).toEqual({
@@ -67,30 +77,50 @@ describe('a script that finished', () => {
 
   it('the result wins over a variable of the same name the script set', () => {
     const decision = decide(
-      { kind: 'completed', result: { t: 'string', v: 'from result' }, variables: { total: { t: 'string', v: 'set' } }, localVariables: {} },
+      {
+        kind: 'completed',
+        result: { t: 'string', v: 'from result' },
+        variables: { total: { t: 'string', v: 'set' } },
+        localVariables: {},
+      },
       facts({ resultVariable: 'total' }),
     );
-    expect(decision.report).toMatchObject({ variables: { total: { type: 'String', value: 'from result' } } });
+    expect(decision.report).toMatchObject({
+      variables: { total: { type: 'String', value: 'from result' } },
+    });
   });
 
   it('a null result sets resultVariable to Null', () => {
-    const decision = decide({ kind: 'completed', result: { t: 'null' }, variables: {}, localVariables: {} }, facts({ resultVariable: 'r' }));
+    const decision = decide(
+      { kind: 'completed', result: { t: 'null' }, variables: {}, localVariables: {} },
+      facts({ resultVariable: 'r' }),
+    );
     expect(decision.report).toMatchObject({ variables: { r: { type: 'Null', value: null } } });
   });
 
   it('without a result, resultVariable is not set', () => {
-    const decision = decide({ kind: 'completed', variables: {}, localVariables: {} }, facts({ resultVariable: 'total' }));
+    const decision = decide(
+      { kind: 'completed', variables: {}, localVariables: {} },
+      facts({ resultVariable: 'total' }),
+    );
     expect(decision.report).toEqual({ kind: 'complete', variables: {}, localVariables: {} });
   });
 
   it('without resultVariable, the result is not sent', () => {
-    const decision = decide({ kind: 'completed', result: { t: 'integer', v: 7 }, variables: {}, localVariables: {} }, facts());
+    const decision = decide(
+      { kind: 'completed', result: { t: 'integer', v: 7 }, variables: {}, localVariables: {} },
+      facts(),
+    );
     expect(decision.report).toEqual({ kind: 'complete', variables: {}, localVariables: {} });
   });
 
   it('a variable the engine cannot take fails the task at once, naming it', () => {
     const decision = decide(
-      { kind: 'completed', variables: { upload: { t: 'unsupported', type: 'File' } }, localVariables: {} },
+      {
+        kind: 'completed',
+        variables: { upload: { t: 'unsupported', type: 'File' } },
+        localVariables: {},
+      },
       facts({ retries: 2 }),
     );
     expect(decision.outcome).toBe('failed');
@@ -100,7 +130,12 @@ describe('a script that finished', () => {
 
   it('a result the engine cannot take fails the task, naming resultVariable', () => {
     const decision = decide(
-      { kind: 'completed', result: { t: 'unsupported', type: 'Bytes' }, variables: {}, localVariables: {} },
+      {
+        kind: 'completed',
+        result: { t: 'unsupported', type: 'Bytes' },
+        variables: {},
+        localVariables: {},
+      },
       facts({ resultVariable: 'total' }),
     );
     expect(failure(decision).errorMessage).toContain("variable 'total'");
@@ -110,18 +145,33 @@ describe('a script that finished', () => {
 describe('a script that threw BpmnError', () => {
   it('raises the BPMN error with code, message and typed variables', () => {
     const decision = decide(
-      { kind: 'bpmnError', code: 'CREDIT_REJECTED', message: 'limit exceeded', variables: { score: { t: 'integer', v: 420 } } },
+      {
+        kind: 'bpmnError',
+        code: 'CREDIT_REJECTED',
+        message: 'limit exceeded',
+        variables: { score: { t: 'integer', v: 420 } },
+      },
       facts(),
     );
     expect(decision).toEqual({
       outcome: 'bpmn_error',
-      report: { kind: 'bpmnError', code: 'CREDIT_REJECTED', message: 'limit exceeded', variables: { score: { type: 'Integer', value: 420 } } },
+      report: {
+        kind: 'bpmnError',
+        code: 'CREDIT_REJECTED',
+        message: 'limit exceeded',
+        variables: { score: { type: 'Integer', value: 420 } },
+      },
     });
   });
 
   it('a BPMN error variable the engine cannot take fails the task instead', () => {
     const decision = decide(
-      { kind: 'bpmnError', code: 'E', message: 'm', variables: { doc: { t: 'unsupported', type: 'File' } } },
+      {
+        kind: 'bpmnError',
+        code: 'E',
+        message: 'm',
+        variables: { doc: { t: 'unsupported', type: 'File' } },
+      },
       facts(),
     );
     expect(decision.outcome).toBe('failed');
@@ -140,8 +190,14 @@ describe('a script that threw anything else', () => {
   });
 
   it('without a stack, the details are the name and message', () => {
-    const decision = decide({ kind: 'error', name: 'string', message: 'plain text', policyViolation: false }, facts());
-    expect(failure(decision)).toMatchObject({ errorMessage: 'string: plain text', errorDetails: 'string: plain text' });
+    const decision = decide(
+      { kind: 'error', name: 'string', message: 'plain text', policyViolation: false },
+      facts(),
+    );
+    expect(failure(decision)).toMatchObject({
+      errorMessage: 'string: plain text',
+      errorDetails: 'string: plain text',
+    });
   });
 
   it('retries start at the policy count and count down, with the policy backoff growing each time', () => {
@@ -161,22 +217,36 @@ describe('a script that threw anything else', () => {
   });
 
   it('the retry timeout is capped at maxBackoffMs', () => {
-    const capped = policySchema.parse({ name: 'c', topics: ['c'], retries: { count: 10, backoffMs: 1000, factor: 10, maxBackoffMs: 5000 } });
-    expect(failure(decide(scriptError, facts({ policy: capped, retries: 9 }))).retryTimeout).toBe(5000);
+    const capped = policySchema.parse({
+      name: 'c',
+      topics: ['c'],
+      retries: { count: 10, backoffMs: 1000, factor: 10, maxBackoffMs: 5000 },
+    });
+    expect(failure(decide(scriptError, facts({ policy: capped, retries: 9 }))).retryTimeout).toBe(
+      5000,
+    );
   });
 
   it('a policy with no retries opens an incident on the first failure', () => {
     const none = policySchema.parse({ name: 'n', topics: ['n'], retries: { count: 0 } });
-    expect(failure(decide(scriptError, facts({ policy: none })))).toMatchObject({ retries: 0, retryTimeout: 0 });
+    expect(failure(decide(scriptError, facts({ policy: none })))).toMatchObject({
+      retries: 0,
+      retryTimeout: 0,
+    });
   });
 
   it('retries an operator raised after an incident count down from there', () => {
-    expect(failure(decide(scriptError, facts({ retries: 9 })))).toMatchObject({ retries: 8, retryTimeout: 1000 });
+    expect(failure(decide(scriptError, facts({ retries: 9 })))).toMatchObject({
+      retries: 8,
+      retryTimeout: 1000,
+    });
   });
 
   it('the error message is cut to the 666 characters the engine keeps, the whole text in the details', () => {
     const message = 'x'.repeat(1000);
-    const report = failure(decide({ kind: 'error', name: 'Error', message, policyViolation: false }, facts()));
+    const report = failure(
+      decide({ kind: 'error', name: 'Error', message, policyViolation: false }, facts()),
+    );
     expect(report.errorMessage).toHaveLength(666);
     expect(report.errorMessage.startsWith(`Error: ${'x'.repeat(600)}`)).toBe(true);
     expect(report.errorDetails).toBe(`Error: ${message}`);
@@ -184,16 +254,29 @@ describe('a script that threw anything else', () => {
 
   it('a message of exactly 666 characters is kept whole', () => {
     const message = 'y'.repeat(666 - 'Error: '.length);
-    expect(failure(decide({ kind: 'error', name: 'Error', message, policyViolation: false }, facts())).errorMessage).toBe(`Error: ${message}`);
+    expect(
+      failure(decide({ kind: 'error', name: 'Error', message, policyViolation: false }, facts()))
+        .errorMessage,
+    ).toBe(`Error: ${message}`);
   });
 
   it('output over the limit opens an incident at once', () => {
     const decision = decide(
-      { kind: 'error', name: 'OutputTooLarge', message: 'too big', policyViolation: false, outputTooLarge: true },
+      {
+        kind: 'error',
+        name: 'OutputTooLarge',
+        message: 'too big',
+        policyViolation: false,
+        outputTooLarge: true,
+      },
       facts({ retries: 3 }),
     );
     expect(decision.outcome).toBe('failed');
-    expect(failure(decision)).toMatchObject({ retries: 0, retryTimeout: 0, errorMessage: 'OutputTooLarge: too big' });
+    expect(failure(decision)).toMatchObject({
+      retries: 0,
+      retryTimeout: 0,
+      errorMessage: 'OutputTooLarge: too big',
+    });
   });
 });
 
@@ -201,19 +284,29 @@ describe('outcomes that would fail the same way again open an incident at once',
   it('a CPU timeout', () => {
     const decision = decide({ kind: 'timeout', limit: 'cpu', limitMs: 200 }, facts({ retries: 3 }));
     expect(decision.outcome).toBe('timeout');
-    expect(failure(decision)).toMatchObject({ retries: 0, retryTimeout: 0, errorMessage: 'the script ran over its CPU limit of 200 ms' });
+    expect(failure(decision)).toMatchObject({
+      retries: 0,
+      retryTimeout: 0,
+      errorMessage: 'the script ran over its CPU limit of 200 ms',
+    });
   });
 
   it('a wall-clock timeout', () => {
     const decision = decide({ kind: 'timeout', limit: 'wall', limitMs: 300 }, facts());
     expect(decision.outcome).toBe('timeout');
-    expect(failure(decision)).toMatchObject({ retries: 0, errorMessage: 'the script ran over its time limit of 300 ms' });
+    expect(failure(decision)).toMatchObject({
+      retries: 0,
+      errorMessage: 'the script ran over its time limit of 300 ms',
+    });
   });
 
   it('the memory limit', () => {
     const decision = decide({ kind: 'memoryLimit', limitMb: 16 }, facts());
     expect(decision.outcome).toBe('memory_limit');
-    expect(failure(decision)).toMatchObject({ retries: 0, errorMessage: 'the script ran over its memory limit of 16 MB' });
+    expect(failure(decision)).toMatchObject({
+      retries: 0,
+      errorMessage: 'the script ran over its memory limit of 16 MB',
+    });
   });
 
   it('an uncaught blocked call is a policy violation', () => {
@@ -222,7 +315,8 @@ describe('outcomes that would fail the same way again open an incident at once',
         kind: 'error',
         name: 'SandboxPolicyError',
         message: 'require is not available in the sandbox',
-        stack: 'SandboxPolicyError: require is not available in the sandbox\n    at eval (task.js:1:1)',
+        stack:
+          'SandboxPolicyError: require is not available in the sandbox\n    at eval (task.js:1:1)',
         policyViolation: true,
       },
       facts(),
@@ -232,36 +326,58 @@ describe('outcomes that would fail the same way again open an incident at once',
       retries: 0,
       retryTimeout: 0,
       errorMessage: 'SandboxPolicyError: require is not available in the sandbox',
-      errorDetails: 'SandboxPolicyError: require is not available in the sandbox\n    at eval (task.js:1:1)',
+      errorDetails:
+        'SandboxPolicyError: require is not available in the sandbox\n    at eval (task.js:1:1)',
     });
   });
 
   it('a sha256 pin that does not match is a policy violation', () => {
-    const decision = decide({ kind: 'rejected', code: 'SCRIPT_PIN_MISMATCH', message: 'pinned to sha256:aa' }, facts());
+    const decision = decide(
+      { kind: 'rejected', code: 'SCRIPT_PIN_MISMATCH', message: 'pinned to sha256:aa' },
+      facts(),
+    );
     expect(decision.outcome).toBe('policy_violation');
-    expect(failure(decision)).toMatchObject({ retries: 0, errorMessage: 'SCRIPT_PIN_MISMATCH: pinned to sha256:aa' });
+    expect(failure(decision)).toMatchObject({
+      retries: 0,
+      errorMessage: 'SCRIPT_PIN_MISMATCH: pinned to sha256:aa',
+    });
   });
 
   it('a script source the policy refuses is a policy violation', () => {
-    const decision = decide({ kind: 'rejected', code: 'SCRIPT_SOURCE_REFUSED', message: 'no inline' }, facts());
+    const decision = decide(
+      { kind: 'rejected', code: 'SCRIPT_SOURCE_REFUSED', message: 'no inline' },
+      facts(),
+    );
     expect(decision.outcome).toBe('policy_violation');
     expect(failure(decision).retries).toBe(0);
   });
 
-  it.each(['SCRIPT_INPUT_TOO_LARGE', 'SCRIPT_SYNTAX_ERROR', 'SCRIPT_REF_INVALID'])('a rejection %s fails at once', (code) => {
-    const decision = decide({ kind: 'rejected', code, message: 'why' }, facts({ retries: 2 }));
-    expect(decision.outcome).toBe('failed');
-    expect(failure(decision)).toMatchObject({ retries: 0, retryTimeout: 0, errorMessage: `${code}: why` });
-  });
+  it.each(['SCRIPT_INPUT_TOO_LARGE', 'SCRIPT_SYNTAX_ERROR', 'SCRIPT_REF_INVALID'])(
+    'a rejection %s fails at once',
+    (code) => {
+      const decision = decide({ kind: 'rejected', code, message: 'why' }, facts({ retries: 2 }));
+      expect(decision.outcome).toBe('failed');
+      expect(failure(decision)).toMatchObject({
+        retries: 0,
+        retryTimeout: 0,
+        errorMessage: `${code}: why`,
+      });
+    },
+  );
 });
 
 describe('a crashed executor', () => {
   it('is a failure whose retries count down, since the task may not be the cause', () => {
-    const first = decide({ kind: 'crashed', message: 'executor exited with signal SIGSEGV' }, facts());
+    const first = decide(
+      { kind: 'crashed', message: 'executor exited with signal SIGSEGV' },
+      facts(),
+    );
     expect(first.outcome).toBe('failed');
     expect(failure(first)).toMatchObject({ retries: 3, retryTimeout: 1000 });
     expect(failure(first).errorMessage).toContain('executor exited with signal SIGSEGV');
-    expect(failure(decide({ kind: 'crashed', message: 'gone' }, facts({ retries: 1 })))).toMatchObject({ retries: 0, retryTimeout: 0 });
+    expect(
+      failure(decide({ kind: 'crashed', message: 'gone' }, facts({ retries: 1 }))),
+    ).toMatchObject({ retries: 0, retryTimeout: 0 });
   });
 });
 
@@ -275,6 +391,9 @@ describe('decideRefusal: a task whose setup is wrong', () => {
   it('any other error counts as a missing source and fails at once', () => {
     const decision = decideRefusal(new Error('boom'), facts());
     expect(decision.outcome).toBe('failed');
-    expect(failure(decision)).toMatchObject({ retries: 0, errorMessage: 'SCRIPT_SOURCE_MISSING: boom' });
+    expect(failure(decision)).toMatchObject({
+      retries: 0,
+      errorMessage: 'SCRIPT_SOURCE_MISSING: boom',
+    });
   });
 });

@@ -7,11 +7,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { loadConfig } from '../../src/config/config.ts';
 import type { TypedVariables } from '../../src/variables/camunda.ts';
-import { createEngineClient, parseExact, type EngineClient } from '../../src/worker/engine-client.ts';
+import {
+  createEngineClient,
+  parseExact,
+  type EngineClient,
+} from '../../src/worker/engine-client.ts';
 
 describe('parseExact', () => {
   it('keeps a Long beyond 2^53 exact, as its digits', () => {
-    const parsed = parseExact('{"big":{"type":"Long","value":9007199254740993},"min":{"type":"Long","value":-9223372036854775808}}');
+    const parsed = parseExact(
+      '{"big":{"type":"Long","value":9007199254740993},"min":{"type":"Long","value":-9223372036854775808}}',
+    );
     expect(parsed).toEqual({
       big: { type: 'Long', value: '9007199254740993' },
       min: { type: 'Long', value: '-9223372036854775808' },
@@ -19,11 +25,17 @@ describe('parseExact', () => {
   });
 
   it('reads the type name whatever its case', () => {
-    expect(parseExact('{"type":"long","value":9223372036854775807}')).toEqual({ type: 'long', value: '9223372036854775807' });
+    expect(parseExact('{"type":"long","value":9223372036854775807}')).toEqual({
+      type: 'long',
+      value: '9223372036854775807',
+    });
   });
 
   it('leaves a Long in the safe range a number', () => {
-    expect(parseExact('{"type":"Long","value":9007199254740991}')).toEqual({ type: 'Long', value: 9007199254740991 });
+    expect(parseExact('{"type":"Long","value":9007199254740991}')).toEqual({
+      type: 'Long',
+      value: 9007199254740991,
+    });
   });
 
   it('leaves other numbers alone: other types and other keys', () => {
@@ -84,13 +96,19 @@ async function fakeEngine(tasksJson: string): Promise<FakeEngine> {
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
-      seen.push({ url: req.url ?? '', headers: req.headers, body: text ? JSON.parse(text) : undefined });
+      seen.push({
+        url: req.url ?? '',
+        headers: req.headers,
+        body: text ? JSON.parse(text) : undefined,
+      });
       if (req.method === 'POST' && req.url === '/engine-rest/external-task/fetchAndLock') {
         const body = handedOut ? '[]' : tasksJson;
         handedOut = true;
         res.writeHead(200, { 'content-type': 'application/json' }).end(body);
       } else {
-        res.writeHead(404, { 'content-type': 'application/json' }).end('{"message":"not in this fake"}');
+        res
+          .writeHead(404, { 'content-type': 'application/json' })
+          .end('{"message":"not in this fake"}');
       }
     });
   });
@@ -136,13 +154,23 @@ async function fetchOnce(env: NodeJS.ProcessEnv): Promise<{
   extensionProperties: unknown;
 }> {
   const engine = await fakeEngine(TASKS);
-  const config = loadConfig({ camundaUrl: engine.url, pollIntervalMs: 20, pollTimeoutMs: 0, workerId: 'unit-worker' }, env);
+  const config = loadConfig(
+    { camundaUrl: engine.url, pollIntervalMs: 20, pollTimeoutMs: 0, workerId: 'unit-worker' },
+    env,
+  );
   const client = createEngineClient(config);
   clients.push(client);
 
-  const handled = new Promise<{ variables: TypedVariables; again: TypedVariables; clientVariables: Record<string, unknown>; extensionProperties: unknown }>(
-    (resolve) => {
-      client.client.subscribe('sandbox', { lockDuration: 10_000, includeExtensionProperties: true }, async ({ task }) => {
+  const handled = new Promise<{
+    variables: TypedVariables;
+    again: TypedVariables;
+    clientVariables: Record<string, unknown>;
+    extensionProperties: unknown;
+  }>((resolve) => {
+    client.client.subscribe(
+      'sandbox',
+      { lockDuration: 10_000, includeExtensionProperties: true },
+      async ({ task }) => {
         const variables = client.takeVariables(task.id);
         resolve({
           variables,
@@ -150,9 +178,9 @@ async function fetchOnce(env: NodeJS.ProcessEnv): Promise<{
           clientVariables: task.variables.getAllTyped(),
           extensionProperties: task.extensionProperties,
         });
-      });
-    },
-  );
+      },
+    );
+  });
   client.client.start();
   const result = await handled;
   client.client.stop();
@@ -166,7 +194,9 @@ describe('createEngineClient against a fake engine', () => {
     const fetches = engine.seen.filter((s) => s.url.endsWith('/fetchAndLock'));
     expect(fetches.length).toBeGreaterThan(0);
     for (const request of fetches) {
-      expect(request.headers.authorization).toBe(`Basic ${Buffer.from('demo:pa:ss wörd').toString('base64')}`);
+      expect(request.headers.authorization).toBe(
+        `Basic ${Buffer.from('demo:pa:ss wörd').toString('base64')}`,
+      );
     }
   });
 
@@ -208,7 +238,9 @@ describe('createEngineClient against a fake engine', () => {
   });
 
   it('takeVariables of a task never fetched is empty', () => {
-    const client = createEngineClient(loadConfig({ camundaUrl: 'http://127.0.0.1:9/engine-rest' }, {}));
+    const client = createEngineClient(
+      loadConfig({ camundaUrl: 'http://127.0.0.1:9/engine-rest' }, {}),
+    );
     expect(client.takeVariables('unknown')).toEqual({});
   });
 });

@@ -6,7 +6,12 @@ import { join, resolve } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadPolicyDir, loadPolicyFile, PolicyError, type PolicyProblem } from '../../src/policy/load.ts';
+import {
+  loadPolicyDir,
+  loadPolicyFile,
+  PolicyError,
+  type PolicyProblem,
+} from '../../src/policy/load.ts';
 import { backoffFor, policySchema } from '../../src/policy/schema.ts';
 
 const SHIPPED = resolve(import.meta.dirname, '../../sandbox-policies');
@@ -42,7 +47,9 @@ function onlyProblem(text: string, name = 'team.yaml'): PolicyProblem & { text: 
   expect(error.problems).toHaveLength(1);
   const problem = error.problems[0]!;
   expect(problem.file).toBe(join(dir, name));
-  expect(error.message).toContain(`${join(dir, name)}:${problem.line}: ${problem.field || '(file)'}:`);
+  expect(error.message).toContain(
+    `${join(dir, name)}:${problem.line}: ${problem.field || '(file)'}:`,
+  );
   return { ...problem, text: error.message };
 }
 
@@ -57,7 +64,13 @@ describe('the policy schema', () => {
     expect(policy).toEqual({
       name: 'minimal',
       topics: ['t'],
-      limits: { memoryMb: 64, wallMs: 5000, cpuMs: 2000, inputBytes: 1_048_576, outputBytes: 1_048_576 },
+      limits: {
+        memoryMb: 64,
+        wallMs: 5000,
+        cpuMs: 2000,
+        inputBytes: 1_048_576,
+        outputBytes: 1_048_576,
+      },
       retries: { count: 3, backoffMs: 5000, factor: 2, maxBackoffMs: 300_000 },
       sources: { inline: true, registry: true, requirePin: false },
       capabilities: {},
@@ -65,21 +78,41 @@ describe('the policy schema', () => {
   });
 
   it('a partly written section keeps the defaults of the keys it leaves out', () => {
-    const policy = policySchema.parse({ name: 'p', topics: ['t'], limits: { memoryMb: 16 }, retries: { count: 0 } });
-    expect(policy.limits).toEqual({ memoryMb: 16, wallMs: 5000, cpuMs: 2000, inputBytes: 1_048_576, outputBytes: 1_048_576 });
+    const policy = policySchema.parse({
+      name: 'p',
+      topics: ['t'],
+      limits: { memoryMb: 16 },
+      retries: { count: 0 },
+    });
+    expect(policy.limits).toEqual({
+      memoryMb: 16,
+      wallMs: 5000,
+      cpuMs: 2000,
+      inputBytes: 1_048_576,
+      outputBytes: 1_048_576,
+    });
     expect(policy.retries).toEqual({ count: 0, backoffMs: 5000, factor: 2, maxBackoffMs: 300_000 });
   });
 
   it('a granted capability gets its own defaults', () => {
-    const policy = policySchema.parse({ name: 'p', topics: ['t'], capabilities: { console: {}, crypto: {} } });
+    const policy = policySchema.parse({
+      name: 'p',
+      topics: ['t'],
+      capabilities: { console: {}, crypto: {} },
+    });
     expect(policy.capabilities['console']).toEqual({ maxLines: 100, maxBytes: 16_384 });
-    expect(policy.capabilities['crypto']).toEqual({ maxRandomBytes: 65_536, maxHashInputBytes: 8 * 1_048_576 });
+    expect(policy.capabilities['crypto']).toEqual({
+      maxRandomBytes: 65_536,
+      maxHashInputBytes: 8 * 1_048_576,
+    });
   });
 
   it('a capability that is not named is not granted', () => {
     expect(policySchema.parse({ name: 'p', topics: ['t'] }).capabilities).toEqual({});
     const policy = policySchema.parse({ name: 'p', topics: ['t'], capabilities: { console: {} } });
-    expect(Object.keys(policy.capabilities).filter((k) => policy.capabilities[k] !== undefined)).toEqual(['console']);
+    expect(
+      Object.keys(policy.capabilities).filter((k) => policy.capabilities[k] !== undefined),
+    ).toEqual(['console']);
   });
 
   it.each([
@@ -132,7 +165,9 @@ describe('policy errors name the file, the line and the field', () => {
   });
 
   it('an unknown capability', () => {
-    const problem = onlyProblem(`${VALID}capabilities:\n  console: {}\n  shell:\n    allow: true\n`);
+    const problem = onlyProblem(
+      `${VALID}capabilities:\n  console: {}\n  shell:\n    allow: true\n`,
+    );
     // The key's own line, though its value starts on the next.
     expect(problem).toMatchObject({ line: 6, field: 'capabilities.shell' });
   });
@@ -221,7 +256,12 @@ describe('policy sets', () => {
     });
     const error = policyError(() => loadPolicyDir(dir));
     expect(error.problems).toEqual([
-      { file: join(dir, 'b.yaml'), line: 2, field: 'name', message: "policy name 'same' is also used by a.yaml" },
+      {
+        file: join(dir, 'b.yaml'),
+        line: 2,
+        field: 'name',
+        message: "policy name 'same' is also used by a.yaml",
+      },
     ]);
   });
 
@@ -267,8 +307,12 @@ describe('backoffFor', () => {
   });
 
   it('a fractional factor gives whole milliseconds', () => {
-    expect(backoffFor({ count: 3, backoffMs: 1000, factor: 1.5, maxBackoffMs: 60_000 }, 3)).toBe(2250);
-    expect(backoffFor({ count: 3, backoffMs: 333, factor: 1.1, maxBackoffMs: 60_000 }, 2)).toBe(366);
+    expect(backoffFor({ count: 3, backoffMs: 1000, factor: 1.5, maxBackoffMs: 60_000 }, 3)).toBe(
+      2250,
+    );
+    expect(backoffFor({ count: 3, backoffMs: 333, factor: 1.1, maxBackoffMs: 60_000 }, 2)).toBe(
+      366,
+    );
   });
 
   it('attempt 0 or below counts as the first', () => {

@@ -57,7 +57,11 @@ export interface Ran {
   events: ExecutionEvent[];
 }
 
-export async function run(pool: IsolatePool, source: string, options: JobOptions = {}): Promise<Ran> {
+export async function run(
+  pool: IsolatePool,
+  source: string,
+  options: JobOptions = {},
+): Promise<Ran> {
   const events: ExecutionEvent[] = [];
   const outcome = await runScript(makeJob(source, options), pool, (event) => events.push(event));
   return { outcome, events };

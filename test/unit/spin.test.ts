@@ -7,7 +7,10 @@ afterAll(() => pool.dispose());
 
 const ORDER = JSON.stringify({
   customer: { name: 'Ada', vip: true },
-  items: [{ sku: 'A', price: 2.5 }, { sku: 'B', price: 4 }],
+  items: [
+    { sku: 'A', price: 2.5 },
+    { sku: 'B', price: 4 },
+  ],
   ref: 9007199254740993,
 });
 
@@ -18,14 +21,19 @@ async function result(source: string) {
 
 describe('the Spin subset, as Camunda inline scripts use it', () => {
   it('reads nested properties of a Json variable as Camunda scripts write it', async () => {
-    expect(await result(`S(execution.getVariable('order')).prop('customer').prop('name').stringValue()`)).toEqual({
+    expect(
+      await result(`S(execution.getVariable('order')).prop('customer').prop('name').stringValue()`),
+    ).toEqual({
       t: 'string',
       v: 'Ada',
     });
   });
 
   it('parses JSON text, keeping integers beyond 2^53 exact', async () => {
-    expect(await result(`typeof S('${ORDER}').prop('ref').numberValue()`)).toEqual({ t: 'string', v: 'bigint' });
+    expect(await result(`typeof S('${ORDER}').prop('ref').numberValue()`)).toEqual({
+      t: 'string',
+      v: 'bigint',
+    });
   });
 
   it('iterates elements with the Java list methods size() and get(i)', async () => {
@@ -40,7 +48,10 @@ total`;
     const source = `var c = S(execution.getVariable('order')).prop('customer');
 [c.isObject(), c.prop('vip').isBoolean(), c.prop('vip').boolValue(), c.hasProp('name'), c.hasProp('age'),
  c.fieldNames().size(), c.isArray(), S('null').isNull()].join(',')`;
-    expect(await result(source)).toEqual({ t: 'string', v: 'true,true,true,true,false,2,false,true' });
+    expect(await result(source)).toEqual({
+      t: 'string',
+      v: 'true,true,true,true,false,2,false,true',
+    });
   });
 
   it('writes properties and appends elements, and a node set as a variable becomes Json', async () => {
@@ -53,13 +64,19 @@ execution.setVariable('order', order);`;
     expect(order?.t).toBe('json');
     expect(JSON.parse((order as { v: string }).v)).toEqual({
       customer: { name: 'Ada', vip: true },
-      items: [{ sku: 'A', price: 2.5 }, { sku: 'B', price: 4 }, { sku: 'C', price: 1 }],
+      items: [
+        { sku: 'A', price: 2.5 },
+        { sku: 'B', price: 4 },
+        { sku: 'C', price: 1 },
+      ],
       checked: true,
     });
   });
 
   it('prints as JSON text and stringifies as its value', async () => {
-    expect(await result(`String(S({ a: [1, 2] })) + ' ' + JSON.stringify({ n: S('{"b":1}') })`)).toEqual({
+    expect(
+      await result(`String(S({ a: [1, 2] })) + ' ' + JSON.stringify({ n: S('{"b":1}') })`),
+    ).toEqual({
       t: 'string',
       v: '{"a":[1,2]} {"n":{"b":1}}',
     });
