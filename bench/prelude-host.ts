@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
-import { CAPABILITIES, trapsFor } from '../src/capabilities/registry.ts';
+import { preludeInput as buildPreludeInput } from '../src/sandbox/prelude-input.ts';
 import { loadPolicyDir } from '../src/policy/load.ts';
 import type { Policy } from '../src/policy/schema.ts';
 import type { ScriptJob } from '../src/sandbox/job.ts';
@@ -65,31 +65,11 @@ export function benchJob(script: BenchScript, policy: Policy): ScriptJob {
   };
 }
 
-/**
- * The prelude's input, built exactly as src/sandbox/run-script.ts buildInput()
- * builds it (a copy: that one is private). Should the two drift apart, the
- * sandbox-alone part notices: it stops unless every contender returns the
- * executor's result.
- */
+/** The prelude's input, as the executor builds it; a job here is never over the input limit. */
 export function preludeInput(job: ScriptJob): string {
-  const granted = new Set(Object.keys(job.capabilities));
-  const shims: Record<string, string> = {};
-  for (const name of granted) {
-    const capability = CAPABILITIES.get(name);
-    if (capability) shims[name] = capability.isolateShim;
-  }
-  return JSON.stringify({
-    variables: job.variables,
-    meta: {
-      ...job.meta,
-      policy: job.policy,
-      outputLimit: job.limits.outputBytes,
-      wantsResult: job.wantsResult ?? true,
-    },
-    traps: trapsFor(granted),
-    capabilities: shims,
-    capabilityNames: Object.fromEntries([...CAPABILITIES.keys()].map((name) => [name, true])),
-  });
+  const input = buildPreludeInput(job);
+  if (input === undefined) throw new Error('a benchmark job is over the input limit');
+  return input;
 }
 
 /**

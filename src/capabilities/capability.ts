@@ -59,5 +59,8 @@ export class CapabilityRefusal extends Error {
  * that the boundary shows in the tree.
  */
 export function isolateSource(name: string): string {
-  return readFileSync(new URL(`./${name}.isolate.js`, import.meta.url), 'utf8');
+  // One function expression; a formatter may end it with `;`, which would not parse in `(…)`.
+  return readFileSync(new URL(`./${name}.isolate.js`, import.meta.url), 'utf8')
+    .trim()
+    .replace(/;$/, '');
 }

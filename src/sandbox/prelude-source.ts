@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 
-const isolateFile = (name: string) => readFileSync(new URL(`./${name}`, import.meta.url), 'utf8');
+/** An isolate-side file holds one function expression; a formatter may end it with `;`. */
+const isolateFile = (name: string) =>
+  readFileSync(new URL(`./${name}`, import.meta.url), 'utf8')
+    .trim()
+    .replace(/;$/, '');
 
 /**
  * The prelude and the Spin API it installs, as one script that evaluates to

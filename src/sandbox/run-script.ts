@@ -3,13 +3,14 @@ import { createHash } from 'node:crypto';
 import ivm from 'isolated-vm';
 
 import { CapabilityRefusal, type CapabilityHost } from '../capabilities/capability.ts';
-import { BLOCKED_CAPABILITY_LABELS, CAPABILITIES, trapsFor } from '../capabilities/registry.ts';
+import { BLOCKED_CAPABILITY_LABELS, CAPABILITIES } from '../capabilities/registry.ts';
 import { secretsCapability } from '../capabilities/secrets.ts';
 import { errorMessage } from '../errors.ts';
 import { ExecutionGuard } from './guard.ts';
 import type { IsolatePool } from './isolate-pool.ts';
 import type { ExecutionEvent, ScriptJob } from './job.ts';
 import { isolateOutcomeSchema, type ScriptOutcome } from './outcome.ts';
+import { preludeInput } from './prelude-input.ts';
 import { Redactor } from './redact.ts';
 
 type Envelope = { value: unknown } | { refused: string } | { error: string };
@@ -29,7 +30,7 @@ export async function runScript(
   pool: IsolatePool,
   emit: (event: ExecutionEvent) => void,
 ): Promise<ScriptOutcome> {
-  const inputJson = buildInput(job);
+  const inputJson = preludeInput(job);
   if (inputJson === undefined) {
     return {
       kind: 'rejected',
@@ -169,31 +170,6 @@ async function checkSyntax(isolate: ivm.Isolate, job: ScriptJob): Promise<string
   if (PARSED.size >= PARSED_LIMIT) PARSED.clear();
   PARSED.add(key);
   return undefined;
-}
-
-function buildInput(job: ScriptJob): string | undefined {
-  const variablesJson = JSON.stringify(job.variables);
-  if (Buffer.byteLength(variablesJson) > job.limits.inputBytes) return undefined;
-
-  const granted = new Set(Object.keys(job.capabilities));
-  const shims: Record<string, string> = {};
-  for (const name of granted) {
-    const capability = CAPABILITIES.get(name);
-    if (capability) shims[name] = capability.isolateShim;
-  }
-
-  return JSON.stringify({
-    variables: job.variables,
-    meta: {
-      ...job.meta,
-      policy: job.policy,
-      outputLimit: job.limits.outputBytes,
-      wantsResult: job.wantsResult ?? true,
-    },
-    traps: trapsFor(granted),
-    capabilities: shims,
-    capabilityNames: Object.fromEntries([...CAPABILITIES.keys()].map((name) => [name, true])),
-  });
 }
 
 function createHosts(
