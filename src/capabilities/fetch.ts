@@ -33,7 +33,10 @@ const rule = z.strictObject({
     .string()
     .refine(isOrigin, 'an origin is http(s)://host[:port] with no path')
     .transform((o) => new URL(o).origin),
-  /** Paths reachable on the origin. `/v1/` covers `/v1/x`; `/v1` covers `/v1` and `/v1/x` but not `/v1x`. */
+  /**
+   * Paths reachable on the origin. `/v1/` covers `/v1/x`; `/v1` covers `/v1`
+   * and `/v1/x` but not `/v1x`.
+   */
   pathPrefixes: z
     .array(z.string().refine(isPathPrefix, 'a path prefix is a normalized path starting with /'))
     .min(1)
@@ -48,7 +51,10 @@ const int = (min: number, max: number, fallback: number) =>
 const settings = z.strictObject({
   /** Where scripts may send requests; a request must match one rule in origin, path and method. */
   allow: z.array(rule).min(1),
-  /** `host[:port]` or IP literals (`10.0.0.5`, `[fd00::1]:8443`) that may resolve to non-public addresses. */
+  /**
+   * `host[:port]` or IP literals (`10.0.0.5`, `[fd00::1]:8443`) that may
+   * resolve to non-public addresses.
+   */
   allowPrivate: z
     .array(z.string().refine(isPrivateEntry, 'expected host[:port] or an IP'))
     .default([]),

@@ -5,7 +5,7 @@ import { fetchCapability } from './fetch.ts';
 import { secretsCapability } from './secrets.ts';
 
 /** Every capability a policy can grant, by the global name the script sees. */
-export const CAPABILITIES: ReadonlyMap<string, Capability<any>> = new Map(
+export const CAPABILITIES: ReadonlyMap<string, Capability<unknown>> = new Map(
   [consoleCapability, cryptoCapability, fetchCapability, secretsCapability].map((c) => [c.name, c]),
 );
 

@@ -26,7 +26,8 @@ function integerFlag(value: string): number {
 const program = new Command()
   .name('camunda-sandbox')
   .description(
-    'Runs Camunda 7 BPMN scripts outside the engine, in isolated-vm isolates under a capability policy.',
+    'Runs Camunda 7 BPMN scripts outside the engine, in isolated-vm isolates ' +
+      'under a capability policy.',
   )
   .showHelpAfterError();
 

@@ -53,7 +53,10 @@ export const configSchema = z.strictObject({
   pollIntervalMs: integer(0, 600_000).default(0),
   /** Time a stop waits for tasks in flight before unlocking them, in ms. */
   shutdownGraceMs: integer(0, 3_600_000).default(25_000),
-  /** Added to a policy's wall limit to give a topic's lock duration, in ms: time to fetch, queue and report. */
+  /**
+   * Added to a policy's wall limit to give a topic's lock duration, in ms:
+   * time to fetch, queue and report.
+   */
   lockMarginMs: integer(1000, 3_600_000).default(30_000),
   /** How long without a successful engine request before /readyz turns false, in ms. */
   readyWindowMs: integer(1000, 3_600_000).default(60_000),

@@ -6,7 +6,7 @@ import { Agent, FormData, request } from 'undici';
 import { parseJsonExact } from '../variables/plain.ts';
 import type { TypedVariables } from '../variables/camunda.ts';
 
-/** A Camunda REST API client for the demo, the tests and the benchmarks (not used by the worker). */
+/** A Camunda REST API client for the demo, the tests and the benchmarks (not the worker's). */
 export class EngineRest {
   readonly baseUrl: string;
   private readonly headers: Record<string, string>;

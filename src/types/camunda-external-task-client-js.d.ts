@@ -71,6 +71,9 @@ declare module 'camunda-external-task-client-js' {
 
   export type Handler = (args: { task: Task; taskService: TaskService }) => Promise<void>;
 
+  /** Receives got's request options and returns them changed. */
+  export type Interceptor = (config: Record<string, unknown>) => Record<string, unknown>;
+
   export interface ClientOptions {
     baseUrl: string;
     workerId?: string;
@@ -81,7 +84,7 @@ declare module 'camunda-external-task-client-js' {
     autoPoll?: boolean;
     asyncResponseTimeout?: number | undefined;
     usePriority?: boolean;
-    interceptors?: ((config: any) => any) | ((config: any) => any)[];
+    interceptors?: Interceptor | Interceptor[];
     use?: ((client: Client) => void) | ((client: Client) => void)[];
   }
 

@@ -14,7 +14,7 @@ export interface ResolvedScript {
 
 const PIN = /^(.+?)@sha256:([0-9a-fA-F]{64})$/;
 
-/** Largest script file read from the script folder; a model's inline script is bounded by the engine. */
+/** Largest script file read from the script folder (an inline one is bounded by the engine). */
 const MAX_SCRIPT_BYTES = 1_048_576;
 
 export function sha256(text: string | Buffer): string {
