@@ -100,9 +100,7 @@ export class EngineRest {
     return Object.fromEntries(rows.map((r) => [r.name, { type: r.type, value: r.value }]));
   }
 
-  async incidents(
-    id: string,
-  ): Promise<
+  async incidents(id: string): Promise<
     {
       id: string;
       incidentType: string;
