@@ -47,8 +47,14 @@ async function deployScenario(
 }
 
 /** Waits until `worker` holds the lock of every external task of `key`'s instances. */
-function lockedBy(worker: WorkerProcess, topic: string, count: number) {
-  return waitFor(
+/**
+ * Waits until the engine has locked `count` tasks for the worker AND the
+ * worker runs them. Locked alone is not enough: a fetch response still in
+ * transit when the signal comes is unlocked on arrival (rightly), and then
+ * the worker has fewer tasks in flight than the test assumes.
+ */
+async function lockedBy(worker: WorkerProcess, topic: string, count: number) {
+  const rows = await waitFor(
     `${count} tasks locked by ${worker.workerId}`,
     async () => {
       const rows = await engine.externalTasks(
@@ -58,6 +64,15 @@ function lockedBy(worker: WorkerProcess, topic: string, count: number) {
     },
     20_000,
   );
+  await waitFor(
+    `${count} tasks in flight in ${worker.workerId}`,
+    async () =>
+      (await worker.metric('camunda_sandbox_tasks_in_flight', { topic })) === count
+        ? true
+        : undefined,
+    20_000,
+  );
+  return rows;
 }
 
 async function allCompleted(key: string, count: number, timeoutMs: number): Promise<void> {
