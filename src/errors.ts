@@ -19,11 +19,9 @@ export const ERROR_CODES = {
   SCRIPT_PIN_MISMATCH: "a scriptRef's sha256 pin does not match the file",
   SCRIPT_SYNTAX_ERROR: 'the script is not valid JavaScript',
   SCRIPT_INPUT_TOO_LARGE: "the task's variables exceed the policy's input limit",
-  SCRIPT_OUTPUT_TOO_LARGE: "the script's variables or result exceed the policy's output limit",
   SCRIPT_VARIABLE_INVALID: 'a variable cannot be mapped between Camunda and JavaScript',
   EXECUTOR_CRASHED: 'the executor process that ran the task exited',
   EXECUTOR_UNAVAILABLE: 'no executor process is running to take the task',
-  ENGINE_REQUEST_FAILED: 'a request to the Camunda REST API failed',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -2,13 +2,13 @@
 // locks expire and another worker completes the tasks); the lock duration is
 // the policy's wall limit plus LOCK_MARGIN_MS; a report the engine refuses
 // because the lock was lost is logged and counted as `lock_lost`, never a crash.
-import { readFileSync } from 'node:fs';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { processModel } from '../../src/engine-harness/bpmn.ts';
 import { ENGINE_URL, testPolicy, uniqueTopic } from '../support/worker.ts';
 import {
+  childPids,
   EngineProbe,
   killAllWorkerProcesses,
   startWorkerProcess,
@@ -34,32 +34,6 @@ async function deploy(script: string, limits: Record<string, number>) {
     },
   ]);
   return { topic, key, folders: workerFolders([testPolicy(topic, { limits })]) };
-}
-
-function lockedBy(worker: WorkerProcess, topic: string, count: number): Promise<ExternalTaskRow[]> {
-  return waitFor(
-    `${count} tasks locked by ${worker.workerId}`,
-    async () => {
-      const rows = await engine.externalTasks(
-        `topicName=${topic}&workerId=${worker.workerId}&locked=true`,
-      );
-      return rows.length === count ? rows : undefined;
-    },
-    20_000,
-  );
-}
-
-/** Pids of a process's direct children (its executors), from /proc. */
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
 }
 
 function isAlive(pid: number): boolean {
@@ -91,7 +65,7 @@ describe('a worker process killed or robbed of its lock mid-task', () => {
       env: { MAX_PARALLEL: 4, LOCK_MARGIN_MS: lockMarginMs },
     });
     const ids = await engine.startMany(key, 3);
-    const locked = await lockedBy(first, topic, 3);
+    const locked = await engine.lockedBy(first, topic, 3);
     const seenAt = Date.now();
     // The lock lasts the policy's wall limit plus the margin, from the fetch (just before now).
     for (const row of locked) {
@@ -156,7 +130,7 @@ describe('a worker process killed or robbed of its lock mid-task', () => {
       env: { MAX_PARALLEL: 2 },
     });
     await engine.startMany(key, 2);
-    const [gone, stolen] = await lockedBy(worker, topic, 2);
+    const [gone, stolen] = await engine.lockedBy(worker, topic, 2);
 
     // While the scripts run: one task is completed behind the worker's back (its report will get 404) ...
     await engine.rest.call('POST', `/external-task/${gone!.id}/complete`, {

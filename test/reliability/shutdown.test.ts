@@ -54,16 +54,7 @@ async function deployScenario(
  * the worker has fewer tasks in flight than the test assumes.
  */
 async function lockedBy(worker: WorkerProcess, topic: string, count: number) {
-  const rows = await waitFor(
-    `${count} tasks locked by ${worker.workerId}`,
-    async () => {
-      const rows = await engine.externalTasks(
-        `topicName=${topic}&workerId=${worker.workerId}&locked=true`,
-      );
-      return rows.length === count ? rows : undefined;
-    },
-    20_000,
-  );
+  const rows = await engine.lockedBy(worker, topic, count);
   await waitFor(
     `${count} tasks in flight in ${worker.workerId}`,
     async () =>

@@ -12,6 +12,7 @@ import { loadavg } from 'node:os';
 import { processModel } from '../../src/engine-harness/bpmn.ts';
 import { testPolicy } from './worker.ts';
 import {
+  childPids,
   EngineProbe,
   startWorkerProcess,
   waitFor,
@@ -196,19 +197,6 @@ export async function scaleRun(
       }),
     );
     await engine.deleteDeployments(key).catch(() => undefined);
-  }
-}
-
-/** Pids of a process's direct children (a worker's executors), from /proc. */
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
   }
 }
 

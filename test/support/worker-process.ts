@@ -4,7 +4,7 @@
 // here is registered so that `killAllWorkerProcesses()` (in afterAll) ends it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -280,6 +280,20 @@ export class EngineProbe {
     this.rest = new EngineRest(baseUrl);
   }
 
+  /** Waits until the engine holds `count` tasks of `topic` locked for the worker. */
+  lockedBy(worker: WorkerProcess, topic: string, count: number): Promise<ExternalTaskRow[]> {
+    return waitFor(
+      `${count} tasks locked by ${worker.workerId}`,
+      async () => {
+        const rows = await this.externalTasks(
+          `topicName=${topic}&workerId=${worker.workerId}&locked=true`,
+        );
+        return rows.length === count ? rows : undefined;
+      },
+      20_000,
+    );
+  }
+
   externalTasks(query: string): Promise<ExternalTaskRow[]> {
     return this.rest.call('GET', `/external-task?${query}`);
   }
@@ -355,5 +369,18 @@ export class EngineProbe {
       }),
     );
     return ids;
+  }
+}
+
+/** Pids of a process's direct children (a worker's executors), from /proc. */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
   }
 }
